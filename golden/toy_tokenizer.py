@@ -4,8 +4,8 @@ The official checkpoints ship Gemma's 256k tokenizer (SPEC §3.1). Tests and the
 so they use a toy model trained here with Gemma's layout: BPE with byte fallback, no dummy prefix, identity
 normalisation, pad=0, eos=1, bos=2, unk=3, mask=4. The files written are those of a Hub checkpoint:
 `tokenizer.model`, `tokenizer.json` (converted by the installed transformers, as the official recipe does),
-`tokenizer_config.json` and `special_tokens_map.json` (in the layout `save_pretrained` of transformers 4.x wrote
-to the Hub, which is what real checkpoints contain).
+`tokenizer_config.json` and `special_tokens_map.json` (exactly as `save_pretrained` of transformers 4.57.6 writes
+them for this recipe, checked field by field: that version family wrote the Hub files of the real checkpoints).
 
 Needs sentencepiece and transformers (with protobuf); used by golden generators and the demo-model builder only.
 
@@ -53,8 +53,10 @@ def train_sentencepiece(texts, vocab_size):
 
 def hub_tokenizer_config():
     """tokenizer_config.json as transformers 4.x `save_pretrained` writes it for the SigLIP 2 recipe."""
+    # <mask> is a user-defined SentencePiece piece (as in Gemma), which 4.x records as a non-special added token.
     added = {
-        str(i): {"content": tok, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
+        str(i): {"content": tok, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+                 "special": tok != "<mask>"}
         for i, tok in enumerate(SPECIALS)
     }
     return {
@@ -65,12 +67,11 @@ def hub_tokenizer_config():
         "clean_up_tokenization_spaces": False,
         "eos_token": "<eos>",
         "extra_special_tokens": {},
-        "mask_token": "<mask>",
         "model_input_names": ["input_ids"],
         "model_max_length": 1000000000000000019884624838656,
         "pad_token": "<pad>",
         "padding_side": "right",
-        "sp_model_kwargs": {},
+        "sp_model_kwargs": None,
         "spaces_between_special_tokens": False,
         "tokenizer_class": "GemmaTokenizer",
         "unk_token": "<unk>",
@@ -83,8 +84,8 @@ def hub_special_tokens_map():
     def entry(tok):
         return {"content": tok, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
 
-    return {"bos_token": entry("<bos>"), "eos_token": entry("<eos>"), "mask_token": entry("<mask>"),
-            "pad_token": entry("<pad>"), "unk_token": entry("<unk>")}
+    return {"bos_token": entry("<bos>"), "eos_token": entry("<eos>"), "pad_token": entry("<pad>"),
+            "unk_token": entry("<unk>")}
 
 
 def convert_to_tokenizer_json(model_path, out_dir):
