@@ -1,0 +1,179 @@
+"""Vision tower: patch + position embeddings (FixRes and NaFlex), encoder, post-norm, MAP head.
+
+Shape alphabet: B images, C channels, S image side, P patch side, G position-grid side,
+h x w patch grid of one image, N patches per image (NaFlex: incl. padding), D width, H heads,
+K head dim, F MLP width.
+"""
+
+from .backend import get_xp
+from .layers import attention, encoder, key_padding_bias, layer_norm, linear, merge_heads, mlp, split_heads
+
+
+class InputError(ValueError):
+    """Model inputs whose shapes or values do not fit the model."""
+
+
+# ---------------------------------------------------------------- FixRes: Conv2d stem, learned G x G table
+
+
+def fixres_patch_embeddings(pixel_values, weight, bias):  # [B, C, S1, S2], [D, C, P, P] -> [B, h*w, D]
+    """Conv2d(kernel=P, stride=P, 'valid') as a matmul over patches flattened in (c, py, px) order.
+
+    Mirrors: SiglipVisionEmbeddings.patch_embedding (transformers), nn.Conv 'embedding' (big_vision vit.py).
+    Rows/columns beyond the last whole patch are dropped, as 'valid' convolution does (so400m/14 at 384 px).
+    """
+    B, C, S1, S2 = pixel_values.shape
+    D, _, P, _ = weight.shape
+    h, w = S1 // P, S2 // P
+    x = pixel_values[:, :, : h * P, : w * P].reshape(B, C, h, P, w, P)
+    patches = x.transpose(0, 2, 4, 1, 3, 5).reshape(B, h * w, C * P * P)  # b c (h py) (w px) -> b (h w) (c py px)
+    return linear(patches, weight.reshape(D, C * P * P), bias)  # [B, h*w, D], tokens in row-major (h, w) order
+
+
+def cubic_weights(out_size, in_size, dtype, xp, A=-0.75):  # -> [out, in]
+    """Rows of PyTorch's bicubic interpolation (align_corners=False, A=-0.75, border indices clamped)."""
+    scale = xp.asarray(in_size / out_size, dtype=dtype)
+    src = (xp.arange(out_size, dtype=dtype) + 0.5) * scale - 0.5  # no clamp at 0 for cubic, as aten
+    left = xp.floor(src)
+    t = src - left
+    taps = xp.stack([t + 1, t, 1 - t, 2 - t], axis=1)  # distance to the 4 neighbours  [out, 4]
+    near = ((A + 2) * taps - (A + 3)) * taps * taps + 1  # |d| <= 1
+    far = ((A * taps - 5 * A) * taps + 8 * A) * taps - 4 * A  # 1 < |d| < 2
+    coeffs = xp.where(xp.arange(4) % 3 == 0, far, near)  # [out, 4]
+    index = xp.clip(left.astype(xp.int64)[:, None] + xp.arange(-1, 3), 0, in_size - 1)  # [out, 4]
+    hits = index[:, :, None] == xp.arange(in_size)  # [out, 4, in]; clamped taps of one pixel add up
+    weights = (coeffs[:, :, None] * hits).sum(axis=1)  # [out, in]
+    return weights
+
+
+def fixres_position_embeddings(table, h, w, interpolate):  # [G*G, D] -> [h*w, D]
+    """The learned table, or (interpolate_pos_encoding=True) its bicubic resize to an h x w grid.
+
+    Mirrors: SiglipVisionEmbeddings.interpolate_pos_encoding (transformers; F.interpolate bicubic, no antialias).
+    """
+    xp = get_xp(table)
+    G = int(round(table.shape[0] ** 0.5))
+    if (h, w) == (G, G):  # transformers skips the resize exactly when the grid is native and square
+        return table
+    if not interpolate:
+        raise InputError(
+            f"pixel_values give a {h}x{w} patch grid but this FixRes checkpoint has a {G}x{G} position table; "
+            "resize images to the checkpoint's image_size or pass interpolate_pos_encoding=True"
+        )
+    grid = table.reshape(G, G, -1)  # [G, G, D]
+    rows, cols = cubic_weights(h, G, table.dtype, xp), cubic_weights(w, G, table.dtype, xp)  # [h, G], [w, G]
+    resized = xp.einsum("ri,ijd,cj->rcd", rows, grid, cols)  # [h, w, D]
+    return resized.reshape(h * w, -1)
+
+
+# ---------------------------------------------------------------- NaFlex: Linear stem, G x G table resized per image
+
+
+def antialias_bilinear_weights(out_sizes, G, xp, dtype):  # [B] -> [B, n_out, G]
+    """Per-axis weights of `F.interpolate(bilinear, align_corners=False, antialias=True)` from G to each size.
+
+    A triangle filter widened by the downscale factor: w = max(0, 1 - |i - center| / support), rows
+    normalised to sum 1. Mirrors: Siglip2VisionEmbeddings.resize_positional_embeddings (transformers 5.x
+    closed form), jax.image.scale_and_translate(antialias=True) in big_vision naflex_vit.py.
+    """
+    n_out = int(out_sizes.max())
+    sizes = out_sizes.astype(dtype)[:, None, None]  # [B, 1, 1]
+    scale = G / sizes
+    support = xp.maximum(scale, 1)
+    index = xp.minimum(xp.arange(n_out)[None, :, None], out_sizes[:, None, None] - 1).astype(dtype)  # rows past a size repeat its last
+    center = (index + 0.5) * scale - 0.5  # [B, n_out, 1]
+    weights = xp.maximum(1 - xp.abs(xp.arange(G, dtype=dtype) - center) / support, 0)  # [B, n_out, G]
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def naflex_position_embeddings(table, spatial_shapes, max_length):  # [G*G, D], [B, 2] -> [B, N, D]
+    """The G x G table resized to each image's (h, w) patch grid, flattened row-major, padded to N rows.
+
+    Padding rows get the value at grid position (0, 0), as transformers does (they are masked anyway).
+    Computed in float32 for float32/float16 weights (transformers 5.x always resizes in float32);
+    in float64 mode in float64, where transformers instead rounds through float32 (docs/parity.md).
+    """
+    xp = get_xp(table)
+    G, D = int(round(table.shape[0] ** 0.5)), table.shape[1]
+    dtype = xp.float64 if table.dtype == xp.float64 else xp.float32
+    h, w = spatial_shapes[:, 0], spatial_shapes[:, 1]  # [B]
+    row_w = antialias_bilinear_weights(h, G, xp, dtype)  # [B, max h, G]
+    col_w = antialias_bilinear_weights(w, G, xp, dtype)  # [B, max w, G]
+    position = xp.arange(max_length)[None, :]  # [1, N]
+    real = position < (h * w)[:, None]  # [B, N]
+    row = xp.where(real, position // w[:, None], 0)  # [B, N]; padding -> (0, 0)
+    col = xp.where(real, position % w[:, None], 0)
+    batch = xp.arange(len(h))[:, None]
+    weights = row_w[batch, row][..., :, None] * col_w[batch, col][..., None, :]  # [B, N, G, G]
+    resized = weights.reshape(*weights.shape[:2], G * G) @ table.astype(dtype)  # [B, N, D]
+    return resized.astype(table.dtype)
+
+
+def naflex_patch_embeddings(pixel_values, weight, bias):  # [B, N, C*P*P] -> [B, N, D]
+    """Linear stem on pre-patchified pixels in (py, px, c) order. Mirrors: Siglip2VisionEmbeddings.patch_embedding."""
+    return linear(pixel_values.astype(weight.dtype), weight, bias)
+
+
+# ---------------------------------------------------------------- MAP head
+
+
+def map_head(x, mask, cfg, probe, attention_params, layernorm, mlp_params):  # [B, N, D] -> [B, D], [B, H, 1, N]
+    """Multihead attention pooling: a learned probe query attends over the tokens, then a residual MLP.
+
+    Mirrors: SiglipMultiheadAttentionPoolingHead (transformers; torch nn.MultiheadAttention), MAPHead (big_vision).
+    The residual starts from the attention output, not from the probe.
+    """
+    B, N, D = x.shape
+    Wq, Wk, Wv = attention_params["in_proj_weight"].reshape(3, D, D)  # packed [q; k; v] rows
+    bq, bk, bv = attention_params["in_proj_bias"].reshape(3, D)
+    heads = cfg.num_attention_heads
+    q = split_heads(linear(probe, Wq, bq), heads)  # [1, H, 1, K]; the same query for every image
+    k, v = split_heads(linear(x, Wk, bk), heads), split_heads(linear(x, Wv, bv), heads)  # [B, H, N, K]
+    bias = None if mask is None else key_padding_bias(mask, x.dtype)  # padded patches are not pooled
+    out, weights = attention(q, k, v, bias)  # [B, H, 1, K], [B, H, 1, N]
+    y = linear(merge_heads(out), **attention_params["out_proj"])  # [B, 1, D]
+    y = y + mlp(layer_norm(y, **layernorm, eps=cfg.layer_norm_eps), cfg.hidden_act, **mlp_params)
+    return y[:, 0], weights
+
+
+# ---------------------------------------------------------------- the tower
+
+
+def vision_embeddings(params, cfg, pixel_values, spatial_shapes=None, interpolate_pos_encoding=False):
+    """Patch embeddings + position embeddings -> ([B, N, D], patch_embeds, position_embeddings)."""
+    emb = params["embeddings"]
+    table = emb["position_embedding"]["weight"]  # [G*G, D]
+    if cfg.variant == "naflex":
+        patch_embeds = naflex_patch_embeddings(pixel_values, **emb["patch_embedding"])  # [B, N, D]
+        positions = naflex_position_embeddings(table, spatial_shapes, pixel_values.shape[1])  # [B, N, D]
+    else:
+        xp = get_xp(table)
+        patch_embeds = fixres_patch_embeddings(pixel_values.astype(table.dtype), **emb["patch_embedding"])
+        h, w = (s // cfg.patch_size for s in pixel_values.shape[2:])
+        positions = fixres_position_embeddings(table, h, w, interpolate_pos_encoding)[None]  # [1, h*w, D]
+        positions = xp.broadcast_to(positions, patch_embeds.shape)
+    return patch_embeds + positions, patch_embeds, positions
+
+
+def vision_model(params, cfg, pixel_values, pixel_attention_mask=None, spatial_shapes=None,
+                 interpolate_pos_encoding=False, keep_hidden=False, keep_attentions=False):  # fmt: skip
+    """Pixels to pooled image embedding; returns a dict of named intermediates (big_vision's `out` style).
+
+    Mirrors: SiglipVisionTransformer / Siglip2VisionTransformer (transformers), vit.py / naflex_vit.py (big_vision).
+    NaFlex padding: padded patches are masked as keys everywhere, but their own rows still attend to real
+    patches, so `last_hidden_state` rows of padding are garbage (as in transformers) and must be ignored.
+    """
+    x, patch_embeds, positions = vision_embeddings(params, cfg, pixel_values, spatial_shapes, interpolate_pos_encoding)
+    mask = pixel_attention_mask
+    bias = None if mask is None else key_padding_bias(mask, x.dtype)  # [B, 1, 1, N]
+    x, hidden_states, attentions = encoder(x, bias, params["encoder"]["layers"], cfg, keep_hidden, keep_attentions)
+    x = layer_norm(x, **params["post_layernorm"], eps=cfg.layer_norm_eps)  # [B, N, D]
+    out = dict(patch_embeds=patch_embeds, position_embeddings=positions, hidden_states=hidden_states,
+               attentions=attentions, last_hidden_state=x, pooler_output=None, head_attention=None,
+               pixel_attention_mask=mask)  # fmt: skip
+    if cfg.vision_use_head:
+        head = params["head"]
+        out["pooler_output"], out["head_attention"] = map_head(
+            x, mask, cfg, head["probe"], head["attention"], head["layernorm"], head["mlp"]
+        )
+    return out
