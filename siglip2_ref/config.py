@@ -156,29 +156,36 @@ def vision_config(raw, variant, where="vision_config"):
 
 
 def parse_config(raw, source="config.json"):
-    """A `Config` from the parsed JSON of a checkpoint's config.json."""
+    """A `Config` from the parsed JSON of a checkpoint's config.json; errors start with `source`."""
+    try:
+        return _parse_config(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _parse_config(raw):
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a JSON object, got {type(raw).__name__}")
+        raise ConfigError(f"expected a JSON object, got {type(raw).__name__}")
     model_type = raw.get("model_type")
     if model_type not in MODEL_TYPES:
         raise ConfigError(
-            f"{source}: model_type {model_type!r} is not a SigLIP / SigLIP 2 type; expected one of {sorted(MODEL_TYPES)}"
+            f"model_type {model_type!r} is not a SigLIP / SigLIP 2 type; expected one of {sorted(MODEL_TYPES)}"
         )
     variant, towers = MODEL_TYPES[model_type]
     architecture = (raw.get("architectures") or [""])[0]
     sub = lambda key: raw.get(key) or {}  # noqa: E731 (missing sub-config -> all defaults, as transformers)
     text = vision = None
     if towers == "text":
-        text = text_config(raw, source)
+        text = text_config(raw, "config")
     elif towers == "vision":
-        vision = vision_config(raw, variant, source)
+        vision = vision_config(raw, variant, "config")
     else:
-        vision = vision_config(sub("vision_config"), variant, f"{source}: vision_config")
+        vision = vision_config(sub("vision_config"), variant)
         if not architecture.endswith("ForImageClassification"):
-            text = text_config(sub("text_config"), f"{source}: text_config")
+            text = text_config(sub("text_config"))
     if text is not None and vision is not None and text.output_size != vision.hidden_size:
         raise ConfigError(
-            f"{source}: text_config.projection_size ({text.output_size}) must equal vision_config.hidden_size "
+            f"text_config.projection_size ({text.output_size}) must equal vision_config.hidden_size "
             f"({vision.hidden_size}): image and text embeddings are compared by a dot product"
         )
     id2label = {int(k): v for k, v in (raw.get("id2label") or {}).items()}

@@ -9,8 +9,9 @@ fixed-point arithmetic and in the order of the two passes; each pass rounds to u
   torchvision / ATen (`UpSampleKernel.cpp`, `_compute_index_ranges_int16_weights`): int16 weights with a
       per-axis precision chosen from the largest weight; always horizontal pass first.
 
-Everything here works on channels-last arrays. Shape alphabet: H, W input height/width; h, w output
-height/width; C channels; O outputs of one axis; K taps (filter support) per output.
+Everything here works on channels-first uint8 arrays [C, H, W] (torchvision's layout; the column pass is
+the costly one and is fastest on planes). Shape alphabet: C channels; H, W input height/width; h, w output
+height/width; O outputs of one axis; K taps (filter support) per output.
 """
 
 import math
@@ -99,24 +100,30 @@ def torch_axis_table(in_size, out_size, resample):  # -> start [O], int weights 
     return start, round_half_away(weights * (1 << precision)), precision
 
 
-def resample_axis(image, axis, table):  # [H, W, C] uint8 -> resized along `axis`, uint8
-    """One separable pass: integer multiply-accumulate over the K taps, rounding shift, clip to uint8.
+def resample_axis(image, axis, table):  # [C, H, W] uint8 -> resized along axis 1 (rows) or 2 (columns)
+    """One separable pass: int32 multiply-accumulate over the K taps, rounding shift, clip to uint8.
 
-    Mirrors: Resample.c ImagingResampleHorizontal_8bpc / ImagingResampleVertical_8bpc (and ATen's
-    basic_loop_aa_horizontal<uint8_t>, which has the same arithmetic with its own precision).
+    Both references accumulate in 32-bit integers starting from half an output step.
+    Mirrors: Resample.c ImagingResampleHorizontal_8bpc / ImagingResampleVertical_8bpc and ATen's
+    basic_loop_aa_horizontal<uint8_t> / basic_loop_aa_vertical<uint8_t> (same arithmetic, own precision).
     """
     start, weights, precision = table
     in_size = image.shape[axis]
-    out_size, K = weights.shape
-    shape = [1, 1, 1]
-    shape[axis] = out_size
-    acc = np.full(image.shape[:axis] + (out_size,) + image.shape[axis + 1 :], 1 << (precision - 1), np.int64)
-    for k in range(K):  # K is small (about 2 * scale + 1); each step is one vectorised gather + MAC
-        w_k = weights[:, k]
-        if not w_k.any():
+    O, K = weights.shape
+    out_shape = list(image.shape)
+    out_shape[axis] = O
+    w_shape = [1, 1, 1]
+    w_shape[axis] = O
+    weights = weights.astype(np.int32)
+    acc = np.full(out_shape, 1 << (precision - 1), np.int32)  # [C, O, W] or [C, H, O]
+    src = np.empty(out_shape, np.uint8)
+    term = np.empty(out_shape, np.int32)
+    for k in range(K):  # K is about 2 * scale + 1; each step is one vectorised gather + MAC
+        if not weights[:, k].any():
             continue
-        src = np.take(image, np.minimum(start + k, in_size - 1), axis=axis)  # out_size along axis
-        acc += src * w_k.reshape(shape)
+        np.take(image, np.minimum(start + k, in_size - 1), axis=axis, out=src)
+        np.multiply(src, weights[:, k].reshape(w_shape), out=term)
+        acc += term
     return np.clip(acc >> precision, 0, 255).astype(np.uint8)
 
 
@@ -141,8 +148,8 @@ def check_resize_args(image, size, resample):
     """Clear errors for what the resampler cannot take."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
         got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
-        raise TypeError(f"resize expects a uint8 array [H, W, C], got {got}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise TypeError(f"resize expects a uint8 array [C, H, W], got {got}")
+    if image.shape[1] < 1 or image.shape[2] < 1:
         raise ValueError(f"resize: cannot resize an empty image of shape {image.shape}")
     h, w = (int(s) for s in size)
     if h < 1 or w < 1:
@@ -152,32 +159,32 @@ def check_resize_args(image, size, resample):
     return (h, w), RESAMPLE_NAMES[resample]
 
 
-def resize_pil(image, size, resample="bilinear", pass_order="pillow13"):  # [H, W, C] u8 -> [h, w, C] u8
+def resize_pil(image, size, resample="bilinear", pass_order="pillow13"):  # [C, H, W] u8 -> [C, h, w] u8
     """`PIL.Image.resize((w, h), resample)` on a uint8 image, bit-exact. Mirrors: Resample.c ImagingResample."""
     (h, w), resample = check_resize_args(image, size, resample)
-    H, W = image.shape[:2]
+    H, W = image.shape[1:]
     vertical_first = pillow_vertical_first((H, W), (h, w), pass_order)
-    passes = [(0, H, h), (1, W, w)] if vertical_first else [(1, W, w), (0, H, h)]
+    passes = [(1, H, h), (2, W, w)] if vertical_first else [(2, W, w), (1, H, h)]
     for axis, n_in, n_out in passes:
         if n_in != n_out:  # Pillow skips a pass whose size does not change
             image = resample_axis(image, axis, pillow_axis_table(n_in, n_out, resample))
     return image
 
 
-def resize_torchvision(image, size, resample="bilinear"):  # [H, W, C] u8 -> [h, w, C] u8
+def resize_torchvision(image, size, resample="bilinear"):  # [C, H, W] u8 -> [C, h, w] u8
     """`torchvision.transforms.v2.functional.resize(antialias=True)` on a uint8 CPU tensor, bit-exact.
 
     Mirrors: ATen _upsample_bilinear2d_aa / _upsample_bicubic2d_aa, uint8 path (horizontal pass first).
     """
     (h, w), resample = check_resize_args(image, size, resample)
-    H, W = image.shape[:2]
-    for axis, n_in, n_out in [(1, W, w), (0, H, h)]:
+    H, W = image.shape[1:]
+    for axis, n_in, n_out in [(2, W, w), (1, H, h)]:
         if n_in != n_out:
             image = resample_axis(image, axis, torch_axis_table(n_in, n_out, resample))
     return image
 
 
-def resize(image, size, resample="bilinear", backend="pil", pass_order="pillow13"):  # [H, W, C] -> [h, w, C]
+def resize(image, size, resample="bilinear", backend="pil", pass_order="pillow13"):  # [C, H, W] -> [C, h, w]
     """Antialiased uint8 resize with the numerics of `backend` ("pil" or "torchvision")."""
     if backend == "pil":
         return resize_pil(image, size, resample, pass_order)
