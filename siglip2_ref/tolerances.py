@@ -26,6 +26,8 @@ TIERS = {
         Tier("float64", 1e-12, "same formulas in float64; only summation order differs (~1e-16 per op)"),
         Tier("float32_stage", 1e-5, "float32 rounding (eps 6e-8) accumulated over layers of width D"),
         Tier("float32_pooled", 2e-6, "pooled embeddings, normalised embeddings, logits, loss in float32"),
+        Tier("float64_via_float32", 1e-6, "float64 run of a reference that rounds one step through float32 "
+             "(transformers' NaFlex position resize; eager softmax(dtype=float32)): float32 eps 6e-8, amplified by depth"),
         Tier("float16", 2e-3, "float16 storage and matmuls (eps 1e-3), float32 softmax/LayerNorm statistics"),
     ]
 }

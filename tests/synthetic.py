@@ -17,7 +17,7 @@ TINY_VISION = dict(hidden_size=12, intermediate_size=7, num_hidden_layers=2, num
 
 
 def tiny_config(variant="naflex", **vision_overrides):
-    vision = dict(TINY_VISION, **({"num_patches": 9} if variant == "naflex" else {"image_size": 6}), **vision_overrides)
+    vision = TINY_VISION | ({"num_patches": 9} if variant == "naflex" else {"image_size": 6}) | vision_overrides
     model_type = "siglip2" if variant == "naflex" else "siglip"
     arch = "Siglip2Model" if variant == "naflex" else "SiglipModel"
     return {"model_type": model_type, "architectures": [arch], "text_config": dict(TINY_TEXT), "vision_config": vision}
