@@ -10,6 +10,7 @@ import numpy as np
 from .backend import backend_module, get_xp, to_backend
 from .checkpoint import resolve_checkpoint
 from .config import load_config
+from .layers import encoder
 from .text import text_model
 from .vision import InputError, vision_model
 from .weights import load_params
@@ -179,9 +180,10 @@ class Model:
     *ForImageClassification, chosen by the checkpoint's config.json.
     """
 
-    def __init__(self, config, params, backend="numpy", dtype="float32", path=None):
+    def __init__(self, config, params, backend="numpy", dtype="float32", path=None, run_encoder=encoder):
         self.config, self.params, self.backend, self.dtype, self.path = config, params, backend, dtype, path
         self.xp = backend_module(backend)
+        self.run_encoder = run_encoder  # layers.encoder, or a faster drop-in with the same signature
 
     def __repr__(self):
         return f"Model({self.config.architecture or self.config.model_type}, variant={self.config.variant}, backend={self.backend}, dtype={self.dtype}, path={self.path})"
@@ -196,7 +198,8 @@ class Model:
         self._require("vision")
         cfg = self.config.vision
         pixels, mask, shapes = check_image_inputs(cfg, pixel_values, pixel_attention_mask, spatial_shapes, self.xp, self.dtype)
-        return vision_model(self.params["vision_model"], cfg, pixels, mask, shapes, interpolate_pos_encoding, keep_hidden, keep_attentions)
+        return vision_model(self.params["vision_model"], cfg, pixels, mask, shapes, interpolate_pos_encoding, keep_hidden,
+                            keep_attentions, self.run_encoder)  # fmt: skip
 
     def text_forward(self, input_ids, attention_mask=None, position_ids=None, keep_hidden=False, keep_attentions=False):
         """All named text intermediates (see text.text_model)."""
@@ -204,7 +207,8 @@ class Model:
         ids, mask = check_text_inputs(self.config.text, input_ids, attention_mask, self.xp)
         if position_ids is not None:
             position_ids = _as_array(position_ids, "position_ids", self.xp, 2, "int")
-        return text_model(self.params["text_model"], self.config.text, ids, mask, position_ids, keep_hidden, keep_attentions)
+        return text_model(self.params["text_model"], self.config.text, ids, mask, position_ids, keep_hidden, keep_attentions,
+                          self.run_encoder)  # fmt: skip
 
     def get_image_features(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None, interpolate_pos_encoding=False):
         """Pooled, un-normalised image embeddings [I, D] (transformers 4.x return type)."""

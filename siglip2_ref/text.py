@@ -17,7 +17,8 @@ def text_embeddings(params, input_ids, position_ids=None):  # [B, N] -> [B, N, D
     return tokens + (table[: input_ids.shape[1]] if position_ids is None else table[position_ids])
 
 
-def text_model(params, cfg, input_ids, attention_mask=None, position_ids=None, keep_hidden=False, keep_attentions=False):
+def text_model(params, cfg, input_ids, attention_mask=None, position_ids=None, keep_hidden=False, keep_attentions=False,
+               run_encoder=encoder):  # fmt: skip
     """Token ids to the pooled text embedding; returns a dict of named intermediates.
 
     Mirrors: SiglipTextTransformer (transformers), text_transformer.py with pool_type="last" (big_vision).
@@ -26,7 +27,7 @@ def text_model(params, cfg, input_ids, attention_mask=None, position_ids=None, k
     """
     x = embeddings = text_embeddings(params["embeddings"], input_ids, position_ids)  # [B, N, D]
     bias = None if attention_mask is None else key_padding_bias(attention_mask, x.dtype)  # [B, 1, 1, N]
-    x, hidden_states, attentions = encoder(x, bias, params["encoder"]["layers"], cfg, keep_hidden, keep_attentions)
+    x, hidden_states, attentions = run_encoder(x, bias, params["encoder"]["layers"], cfg, keep_hidden, keep_attentions)
     x = layer_norm(x, **params["final_layer_norm"], eps=cfg.layer_norm_eps)  # [B, N, D]
     # Pools the LAST position, whatever token it holds: under right padding to 64 that is usually <pad>,
     # which (with no mask) has attended to the whole text. big_vision calls this pool_type="last".

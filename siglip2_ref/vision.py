@@ -156,7 +156,7 @@ def vision_embeddings(params, cfg, pixel_values, spatial_shapes=None, interpolat
 
 
 def vision_model(params, cfg, pixel_values, pixel_attention_mask=None, spatial_shapes=None,
-                 interpolate_pos_encoding=False, keep_hidden=False, keep_attentions=False):  # fmt: skip
+                 interpolate_pos_encoding=False, keep_hidden=False, keep_attentions=False, run_encoder=encoder):  # fmt: skip
     """Pixels to pooled image embedding; returns a dict of named intermediates (big_vision's `out` style).
 
     Mirrors: SiglipVisionTransformer / Siglip2VisionTransformer (transformers), vit.py / naflex_vit.py (big_vision).
@@ -166,7 +166,7 @@ def vision_model(params, cfg, pixel_values, pixel_attention_mask=None, spatial_s
     x, patch_embeds, positions = vision_embeddings(params, cfg, pixel_values, spatial_shapes, interpolate_pos_encoding)
     mask = pixel_attention_mask
     bias = None if mask is None else key_padding_bias(mask, x.dtype)  # [B, 1, 1, N]
-    x, hidden_states, attentions = encoder(x, bias, params["encoder"]["layers"], cfg, keep_hidden, keep_attentions)
+    x, hidden_states, attentions = run_encoder(x, bias, params["encoder"]["layers"], cfg, keep_hidden, keep_attentions)
     x = layer_norm(x, **params["post_layernorm"], eps=cfg.layer_norm_eps)  # [B, N, D]
     out = dict(patch_embeds=patch_embeds, position_embeddings=positions, hidden_states=hidden_states,
                attentions=attentions, last_hidden_state=x, pooler_output=None, head_attention=None,
