@@ -184,6 +184,37 @@ def resize_torchvision(image, size, resample="bilinear"):  # [C, H, W] u8 -> [C,
     return image
 
 
+def resample_axis_float(image, axis, start, weights):  # [C, H, W] float -> resized along axis 1 or 2
+    """One separable pass on float pixels, accumulated in float64 (no rounding to uint8)."""
+    in_size = image.shape[axis]
+    O, K = weights.shape
+    w_shape = [1, 1, 1]
+    w_shape[axis] = O
+    out_shape = list(image.shape)
+    out_shape[axis] = O
+    acc = np.zeros(out_shape, np.float64)
+    for k in range(K):
+        if weights[:, k].any():
+            acc += np.take(image, np.minimum(start + k, in_size - 1), axis=axis) * weights[:, k].reshape(w_shape)
+    return acc
+
+
+def resize_float_torchvision(image, size, resample="bilinear"):  # [C, H, W] float -> [C, h, w] float32
+    """Antialiased resize of a float image as torchvision does it (no uint8 rounding), to float32 precision.
+
+    Not bit-exact: ATen accumulates in float32 with float32 weights; this accumulates in float64 (about 1e-7).
+    Mirrors: ATen _upsample_bilinear2d_aa / _upsample_bicubic2d_aa, float path (horizontal pass first).
+    """
+    h, w = (int(s) for s in size)
+    resample = RESAMPLE_NAMES[resample]
+    support1, _, torch_kernel = FILTERS[resample]
+    x = image.astype(np.float64)
+    for axis, n_out in [(2, w), (1, h)]:
+        if x.shape[axis] != n_out:
+            x = resample_axis_float(x, axis, *filter_weights(x.shape[axis], n_out, support1, torch_kernel))
+    return x.astype(np.float32)
+
+
 def resize(image, size, resample="bilinear", backend="pil", pass_order="pillow13"):  # [C, H, W] -> [C, h, w]
     """Antialiased uint8 resize with the numerics of `backend` ("pil" or "torchvision")."""
     if backend == "pil":

@@ -1,0 +1,445 @@
+"""Image preprocessing for SigLIP 2: loading, RGB conversion, FixRes and NaFlex processors.
+
+Reproduces transformers' `SiglipImageProcessor` (FixRes) and `Siglip2ImageProcessor` (NaFlex) pixel for pixel,
+with either of its two resize back-ends ("pil": Pillow >= 13, the default here; "torchvision": transformers 5.x's
+default). Non-RGB inputs are converted, never rejected (SPEC "Decisions" 4).
+
+Shape alphabet: I images; C channels (3 after conversion); H, W input height/width; h, w resized height/width;
+p patch side; gh, gw patch grid (h = gh p, w = gw p); N patch slots (max_num_patches); P patch vector (p p C).
+"""
+
+import json
+import math
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .resize import RESAMPLE_NAMES, resize, resize_float_torchvision
+
+RESIZE_BACKENDS = ("pil", "torchvision")
+
+FIXRES_DEFAULTS = {  # SiglipImageProcessor class defaults (Hub configs override resample with 2 = bilinear)
+    "do_resize": True, "size": {"height": 224, "width": 224}, "resample": 3, "do_rescale": True,
+    "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+}
+NAFLEX_DEFAULTS = {  # Siglip2ImageProcessor class defaults (= the Hub configs)
+    "do_resize": True, "resample": 2, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+    "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "patch_size": 16, "max_num_patches": 256,
+}
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+class ImageInputError(ValueError):
+    """An image that cannot be preprocessed: empty, NaN, out of range, unsupported mode or shape."""
+
+
+class ImageFileError(ImageInputError):
+    """A path that does not hold a readable image (missing, truncated, not an image)."""
+
+
+class ImageTooLargeError(ImageInputError):
+    """An image file larger than Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading and conversion to RGB
+
+
+def open_image_file(path):
+    """Open, fully decode and EXIF-orient an image file. Mirrors: transformers.image_utils.load_image."""
+    path = os.fspath(path)
+    if path.startswith(("http://", "https://")):
+        raise ImageFileError(f"{path}: URLs are not fetched (no network access); download the file first")
+    if not os.path.isfile(path):
+        raise ImageFileError(f"{path}: no such image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLargeError(f"{path}: {e}") from e
+    except (OSError, SyntaxError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+        raise ImageFileError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    return ImageOps.exif_transpose(image)
+
+
+def sixteen_bit_to_uint8(values):  # [...] integer 0..65535 -> [...] uint8
+    """Scale 16-bit values to 8 bits, v / 257 rounded (Pillow and transformers clip to 255 instead)."""
+    values = np.clip(np.asarray(values, dtype=np.int64), 0, 65535)
+    return ((values + 128) // 257).astype(np.uint8)
+
+
+def pil_to_rgb(image):  # PIL.Image -> [3, H, W] uint8
+    """RGB pixels of a PIL image of any mode; transparency is composited onto white.
+
+    Mirrors: transformers 5.x image_transforms.convert_to_rgb (do_convert_rgb=True); 16-bit modes are scaled.
+    """
+    if image.width < 1 or image.height < 1:
+        raise ImageInputError(f"image has zero size {image.width}x{image.height} (width x height)")
+    if image.mode in SIXTEEN_BIT_MODES:
+        gray = sixteen_bit_to_uint8(np.asarray(image))  # [H, W]
+        return np.repeat(gray[None], 3, axis=0)
+    if image.mode == "F":
+        if np.isnan(np.asarray(image)).any():
+            raise ImageInputError("mode 'F' image contains NaN pixels")
+    has_alpha = "A" in image.getbands() or image.info.get("transparency") is not None
+    try:
+        if has_alpha:
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba).convert("RGB")
+        elif image.mode != "RGB":
+            image = image.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageInputError(f"cannot convert a mode {image.mode!r} image to RGB: {e}") from e
+    return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
+
+
+def channels_first(array):  # [H, W] | [H, W, C] | [C, H, W] -> [C, H, W]
+    """Put channels first, inferring the layout as transformers does (C in 1, 3, 4; first axis wins if ambiguous).
+
+    Mirrors: transformers.image_utils.infer_channel_dimension_format(num_channels=(1, 3, 4)).
+    """
+    if array.ndim == 2:
+        return array[None]
+    if array.ndim != 3:
+        raise ImageInputError(f"image array must be [H, W], [H, W, C] or [C, H, W], got shape {array.shape}")
+    if array.shape[0] in (1, 3, 4):
+        return array
+    if array.shape[2] in (1, 3, 4):
+        return array.transpose(2, 0, 1)
+    raise ImageInputError(f"cannot find the channel axis of an image of shape {array.shape}: need 1, 3 or 4 channels")
+
+
+def composite_rgba_array(rgba, backend):  # [4, H, W] -> [3, H, W], same dtype
+    """Composite an RGBA array onto white with the arithmetic of each transformers back-end.
+
+    Mirrors: image_transforms.convert_to_rgb (numpy, "pil") and TorchvisionBackend.convert_to_rgb.
+    """
+    if np.issubdtype(rgba.dtype, np.floating):
+        if rgba.min() < 0.0 or rgba.max() > 1.0:
+            raise ImageInputError(f"float RGBA image must lie in [0, 1], got [{rgba.min()}, {rgba.max()}]")
+        if backend == "pil":
+            alpha = rgba[3:4] / 1.0
+            return (alpha * rgba[:3] + (1 - alpha) * 1.0).astype(rgba.dtype)
+        rgba = rgba.astype(np.float32)
+        return (rgba[:3] * rgba[3:4] + (1 - rgba[3:4])).astype(rgba.dtype)
+    if backend == "pil":
+        alpha = rgba[3:4] / 255
+        return np.round(alpha * rgba[:3] + (1 - alpha) * 255).astype(rgba.dtype)
+    x = rgba.astype(np.float32) * np.float32(1.0 / 255)  # tvF.to_dtype(float32, scale=True)
+    x = x[:3] * x[3:4] + (1 - x[3:4])
+    return (x * np.float32(255 + 1.0 - 1e-3)).astype(np.uint8)  # to_dtype(uint8, scale=True): truncation
+
+
+def array_to_rgb(array, backend):  # [H, W] | [H, W, C] | [C, H, W] -> [3, H, W] uint8 or float
+    """RGB array in channels-first layout from a NumPy (or array-like) image."""
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ImageInputError(f"image array must have an integer or float dtype, got {array.dtype}")
+    chw = channels_first(array)
+    if chw.shape[1] < 1 or chw.shape[2] < 1:
+        raise ImageInputError(f"image has zero size: shape {array.shape}")
+    if np.issubdtype(chw.dtype, np.floating) and np.isnan(chw).any():
+        raise ImageInputError(f"image array of shape {array.shape} contains NaN values")
+    if chw.dtype == np.uint16:
+        chw = sixteen_bit_to_uint8(chw)
+    elif np.issubdtype(chw.dtype, np.integer) and chw.dtype != np.uint8:
+        if chw.min() < 0 or chw.max() > 255:
+            raise ImageInputError(f"integer image values must lie in [0, 255], got [{chw.min()}, {chw.max()}]")
+        chw = chw.astype(np.uint8)
+    if chw.shape[0] == 1:
+        chw = np.repeat(chw, 3, axis=0)
+    elif chw.shape[0] == 4:
+        chw = composite_rgba_array(chw, backend)
+    return np.ascontiguousarray(chw)
+
+
+def to_rgb(image, backend="pil"):  # image -> [3, H, W] uint8 (or float for float arrays)
+    """Any supported image (path, PIL image, array-like) as an RGB channels-first array."""
+    if isinstance(image, (str, os.PathLike)):
+        image = open_image_file(image)
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image)
+    if isinstance(image, np.ndarray) or hasattr(image, "__array__"):
+        return array_to_rgb(np.asarray(image), backend)
+    raise TypeError(
+        f"unsupported image type {type(image).__name__}; expected a file path, PIL.Image.Image or a NumPy array"
+    )
+
+
+def as_image_list(images):
+    """A single image or a (possibly nested) list of images as a flat list."""
+    if isinstance(images, (list, tuple)):
+        flat = [img for item in images for img in as_image_list(item)]
+        if not flat:
+            raise ImageInputError("got an empty list of images")
+        return flat
+    if images is None:
+        raise TypeError("images must be given (a path, PIL image, array, or a list of them), got None")
+    return [images]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resize of float arrays, rescale and normalise
+
+
+def quantise_float_for_pil(image):  # [C, H, W] float -> ([C, H, W] uint8, was_rescaled)
+    """The uint8 image transformers hands to Pillow for a float array, and whether it multiplied by 255 first.
+
+    Mirrors: transformers image_transforms._rescale_for_pil_conversion + to_pil_image (truncating cast).
+    """
+    if np.allclose(image, image.astype(int)):
+        if image.min() < 0 or image.max() > 255:
+            raise ImageInputError(f"float image values must lie in [0, 255] or [0, 1], got [{image.min()}, {image.max()}]")
+        return image.astype(np.uint8), False
+    if image.min() < 0 or image.max() > 1:
+        raise ImageInputError(
+            f"non-integral float image values must lie in [0, 1], got [{image.min()}, {image.max()}]"
+        )
+    return (image.astype(np.float64) * 255).astype(np.float32).astype(np.uint8), True
+
+
+def resize_any(image, size, resample, backend, pass_order="pillow13"):  # [C, H, W] -> [C, h, w]
+    """Resize a uint8 image bit-exactly; float images take each back-end's float route.
+
+    "pil": transformers quantises to uint8 (x255 first if the values look like [0, 1]), resizes, divides back.
+    "torchvision": resized as floats (float64 here, float32 in ATen: equal to about 1e-7, not bit-exact).
+    """
+    if image.dtype == np.uint8:
+        return resize(image, size, resample, backend, pass_order)
+    if backend == "torchvision":
+        if tuple(size) == image.shape[1:]:
+            return image
+        return resize_float_torchvision(image, size, resample)
+    quantised, was_rescaled = quantise_float_for_pil(image)
+    resized = resize(quantised, size, resample, backend, pass_order)
+    return (resized.astype(np.float64) * (1 / 255)).astype(np.float32) if was_rescaled else resized
+
+
+def rescale_and_normalize(image, cfg, backend):  # [C, h, w] uint8/float -> [C, h, w] float32
+    """`(x * rescale_factor - mean) / std` in float32 with each back-end's operation order.
+
+    Mirrors: PilBackend.rescale + normalize (float64 rescale, then float32) and TorchvisionBackend
+    .rescale_and_normalize (mean and std divided by the rescale factor, one float32 normalise).
+    """
+    mean = np.asarray(cfg["image_mean"], np.float32).reshape(-1, 1, 1)  # [C, 1, 1]
+    std = np.asarray(cfg["image_std"], np.float32).reshape(-1, 1, 1)
+    do_rescale, do_normalize, factor = cfg["do_rescale"], cfg["do_normalize"], cfg["rescale_factor"]
+    if backend == "torchvision":
+        x = image.astype(np.float32)
+        if do_rescale and do_normalize:
+            inv = np.float32(1.0 / factor)
+            return (x - mean * inv) / (std * inv)
+        if do_normalize:
+            return (x - mean) / std
+        return x * np.float32(factor) if do_rescale else x
+    x = image
+    if do_rescale:
+        x = (x.astype(np.float64) * factor).astype(np.float32)
+    if do_normalize:
+        x = x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float32)
+        x = (x - mean.astype(x.dtype)) / std.astype(x.dtype)
+    return x.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# NaFlex geometry
+
+
+def get_image_size_for_max_num_patches(image_height, image_width, patch_size, max_num_patches, eps=1e-5):
+    """Largest patch-aligned size of the same aspect ratio with at most `max_num_patches` patches.
+
+    Binary search on the scale in float64; each side rounds up to a multiple of `patch_size`, at least one patch.
+    Mirrors: transformers siglip2 get_image_size_for_max_num_patches; big_vision ops_naflex (float32 there).
+    """
+
+    def scaled(scale, size):
+        return int(max(patch_size, math.ceil(size * scale / patch_size) * patch_size))
+
+    lo, hi = eps / 10, 100.0
+    while (hi - lo) >= eps:
+        mid = (lo + hi) / 2
+        if (scaled(mid, image_height) / patch_size) * (scaled(mid, image_width) / patch_size) <= max_num_patches:
+            lo = mid
+        else:
+            hi = mid
+    return scaled(lo, image_height), scaled(lo, image_width)
+
+
+def patchify(image, patch_size):  # [C, h, w] -> [gh gw, p p C]
+    """Cut an image into row-major patches, each flattened in (py, px, c) order.
+
+    Mirrors: transformers siglip2 convert_image_to_patches; big_vision tf.image.extract_patches order.
+    """
+    C, h, w = image.shape
+    gh, gw = h // patch_size, w // patch_size
+    x = image.reshape(C, gh, patch_size, gw, patch_size)  # c (gh py) (gw px) -> c gh py gw px
+    x = x.transpose(1, 3, 2, 4, 0)  # -> gh gw py px c
+    return x.reshape(gh * gw, patch_size * patch_size * C)  # [gh gw, P]
+
+
+def unpatchify(patches, spatial_shape, patch_size, channels=3):  # [N, P] -> [C, gh p, gw p]
+    """Inverse of `patchify` for the first gh*gw rows (padding rows are dropped)."""
+    gh, gw = (int(s) for s in spatial_shape)
+    x = patches[: gh * gw].reshape(gh, gw, patch_size, patch_size, channels)  # gh gw py px c
+    x = x.transpose(4, 0, 2, 1, 3)  # -> c gh py gw px
+    return x.reshape(channels, gh * patch_size, gw * patch_size)
+
+
+def pad_patches(patches, max_num_patches):  # [n, P] -> [N, P], mask [N] int32
+    """Zero-pad the patch axis to `max_num_patches`; mask is 1 for real patches. Mirrors: pad_along_first_dim."""
+    n = patches.shape[0]
+    padded = np.zeros((max_num_patches, patches.shape[1]), patches.dtype)
+    padded[:n] = patches
+    mask = np.zeros(max_num_patches, np.int32)
+    mask[:n] = 1
+    return padded, mask
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration
+
+
+def read_preprocessor_config(path):
+    """The dict in `preprocessor_config.json` (path to the file or to the checkpoint folder)."""
+    path = os.fspath(path)
+    file = os.path.join(path, "preprocessor_config.json") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"{file}: preprocessor_config.json not found")
+    try:
+        with open(file, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: not valid JSON ({e})") from e
+
+
+def detect_variant(preprocessor_config, model_type=None):
+    """"fixres" or "naflex" from `image_processor_type` (or, failing that, config.json's model_type / keys)."""
+    kind = str(preprocessor_config.get("image_processor_type") or "")
+    if kind.startswith("Siglip2"):
+        return "naflex"
+    if kind.startswith("Siglip"):
+        return "fixres"
+    if model_type is not None:
+        return "naflex" if str(model_type).startswith("siglip2") else "fixres"
+    return "naflex" if "max_num_patches" in preprocessor_config else "fixres"
+
+
+def merged_config(variant, overrides):
+    """Class defaults of the variant updated with the non-null entries of a preprocessor config."""
+    cfg = dict(NAFLEX_DEFAULTS if variant == "naflex" else FIXRES_DEFAULTS)
+    cfg.update({k: v for k, v in overrides.items() if v is not None and k in cfg})
+    validate_config(cfg, variant)
+    return cfg
+
+
+def validate_config(cfg, variant):
+    """Specific errors for settings the processors cannot honour."""
+    if cfg["resample"] not in RESAMPLE_NAMES:
+        raise ValueError(f"resample={cfg['resample']!r} is not supported; use 2 (bilinear) or 3 (bicubic)")
+    for key in ("image_mean", "image_std"):
+        if len(np.atleast_1d(cfg[key])) not in (1, 3):
+            raise ValueError(f"{key} must have 1 or 3 values, got {cfg[key]!r}")
+    if variant == "fixres":
+        size = cfg["size"]
+        if not isinstance(size, dict) or not {"height", "width"} <= set(size):
+            raise ValueError(f"FixRes size must be {{'height': H, 'width': W}}, got {size!r}")
+    else:
+        check_positive_int("patch_size", cfg["patch_size"])
+        check_positive_int("max_num_patches", cfg["max_num_patches"])
+
+
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Processors
+
+
+class ImageProcessor:
+    """FixRes or NaFlex image processor with transformers' options and outputs (NumPy arrays).
+
+    Mirrors: SiglipImageProcessor / SiglipImageProcessorPil (FixRes) and Siglip2ImageProcessor /
+    Siglip2ImageProcessorPil (NaFlex) of transformers 5.24.
+    """
+
+    def __init__(self, variant="naflex", resize_backend="pil", pass_order="pillow13", **config):
+        if variant not in ("fixres", "naflex"):
+            raise ValueError(f"variant must be 'fixres' or 'naflex', got {variant!r}")
+        if resize_backend not in RESIZE_BACKENDS:
+            raise ValueError(f"resize_backend must be one of {RESIZE_BACKENDS}, got {resize_backend!r}")
+        self.variant, self.resize_backend, self.pass_order = variant, resize_backend, pass_order
+        self.config = merged_config(variant, config)
+
+    def __repr__(self):
+        return f"ImageProcessor(variant={self.variant!r}, resize_backend={self.resize_backend!r}, {self.config})"
+
+    def __getattr__(self, name):  # processor.max_num_patches, processor.size, ... as in transformers
+        config = self.__dict__.get("config", {})
+        if name in config:
+            return config[name]
+        raise AttributeError(name)
+
+    def __call__(self, images, return_tensors=None, **overrides):
+        """Preprocess one image or a list; returns a dict of NumPy arrays with transformers' names."""
+        if return_tensors not in (None, "np"):
+            raise ValueError(f"return_tensors={return_tensors!r} is not supported; outputs are NumPy arrays")
+        unknown = set(overrides) - set(self.config)
+        if unknown:
+            raise TypeError(f"unexpected image processor option(s) {sorted(unknown)}; known: {sorted(self.config)}")
+        cfg = merged_config(self.variant, {**self.config, **overrides})
+        rgb = [to_rgb(img, self.resize_backend) for img in as_image_list(images)]
+        if self.variant == "fixres":
+            return {"pixel_values": np.stack([self.fixres_one(x, cfg) for x in rgb])}  # [I, 3, h, w]
+        outs = [self.naflex_one(x, cfg) for x in rgb]
+        return {
+            "pixel_values": np.stack([o[0] for o in outs]),  # [I, N, P] float32
+            "pixel_attention_mask": np.stack([o[1] for o in outs]),  # [I, N] int32
+            "spatial_shapes": np.array([o[2] for o in outs], dtype=np.int64),  # [I, 2]
+        }
+
+    preprocess = __call__
+
+    def fixres_one(self, image, cfg):  # [3, H, W] -> [3, h, w] float32
+        """Resize to the configured size (aspect ratio not kept), rescale, normalise."""
+        if cfg["do_resize"]:
+            size = (cfg["size"]["height"], cfg["size"]["width"])
+            image = resize_any(image, size, cfg["resample"], self.resize_backend, self.pass_order)
+        return rescale_and_normalize(image, cfg, self.resize_backend)
+
+    def naflex_one(self, image, cfg):  # [3, H, W] -> ([N, P] float32, [N] int32, (gh, gw))
+        """Resize to the patch budget, rescale, normalise, patchify, pad to max_num_patches."""
+        p, n_max = cfg["patch_size"], cfg["max_num_patches"]
+        if cfg["do_resize"]:
+            size = get_image_size_for_max_num_patches(image.shape[1], image.shape[2], p, n_max)
+            image = resize_any(image, size, cfg["resample"], self.resize_backend, self.pass_order)
+        elif image.shape[1] % p or image.shape[2] % p or (image.shape[1] // p) * (image.shape[2] // p) > n_max:
+            raise ImageInputError(f"do_resize=False needs a patch-aligned image within {n_max} patches, got {image.shape}")
+        image = rescale_and_normalize(image, cfg, self.resize_backend)  # [3, h, w]
+        patches, mask = pad_patches(patchify(image, p), n_max)  # [N, P], [N]
+        return patches, mask, (image.shape[1] // p, image.shape[2] // p)
+
+
+def FixResImageProcessor(resize_backend="pil", **config):
+    """FixRes (SiglipImageProcessor) processor; `config` takes preprocessor_config.json keys."""
+    return ImageProcessor("fixres", resize_backend, **config)
+
+
+def NaFlexImageProcessor(resize_backend="pil", **config):
+    """NaFlex (Siglip2ImageProcessor) processor; `config` takes preprocessor_config.json keys."""
+    return ImageProcessor("naflex", resize_backend, **config)
+
+
+def load_image_processor(path, resize_backend="pil", model_type=None, pass_order="pillow13"):
+    """Image processor from a checkpoint folder (or a preprocessor_config.json file)."""
+    raw = read_preprocessor_config(path)
+    variant = detect_variant(raw, model_type)
+    keys = set(NAFLEX_DEFAULTS if variant == "naflex" else FIXRES_DEFAULTS)
+    return ImageProcessor(variant, resize_backend, pass_order, **{k: v for k, v in raw.items() if k in keys})
