@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from siglip2_ref.layers import encoder_layer, key_padding_bias
+from siglip2_ref.layers import encoder_layer, key_padding_bias, layer_norm
 from siglip2_ref.model import load_model
-from siglip2_ref.tolerances import TIERS
+from siglip2_ref.tolerances import TIERS, assert_close
+from siglip2_ref.vision import map_head
 from siglip2_ref.verify import case_names, load_case, run_case
 
 CASES = case_names()
@@ -52,3 +53,11 @@ def test_each_layer_from_golden_input_float64(case):
             assert diff <= TIERS["float64"].rel, f"{case} {tower} layer {i}: stage-relative error {diff:.3g}"
             checked += 1
     assert checked, f"{case}: no layer pairs stored"
+    vision = model.params["vision_model"]
+    post = layer_norm(hidden_states(expected, "vision")[-1], **vision["post_layernorm"], eps=model.config.vision.layer_norm_eps)
+    assert_close(post, expected["vision.last_hidden_state"], "float64", f"{case} post_layernorm from golden input")
+    if "vision.pooler_output" in expected:
+        head = vision["head"]
+        pooled, _ = map_head(expected["vision.last_hidden_state"], inputs.get("pixel_attention_mask"), model.config.vision,
+                             head["probe"], head["attention"], head["layernorm"], head["mlp"])  # fmt: skip
+        assert_close(pooled, expected["vision.pooler_output"], "float64", f"{case} MAP head from golden input")
