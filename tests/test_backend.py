@@ -1,0 +1,60 @@
+"""Backend rules: the model math takes its array module from the data, and runs on every available backend."""
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import siglip2_ref as s2
+from siglip2_ref.backend import cupy_available, get_xp, to_numpy
+from siglip2_ref.stages import run_stages
+from siglip2_ref.tolerances import assert_close
+from siglip2_ref.verify import load_case
+
+PACKAGE = Path(s2.__file__).parent
+DEVICE_MODULES = ["layers.py", "vision.py", "text.py", "fast.py"]  # pure model math: no NumPy module calls at all
+HOST_EDGE_FUNCTIONS = {"model.py": {"_as_array", "load_model"}}  # where host data enters or weights are read
+
+
+def numpy_uses(tree):
+    """(function name, line) for every `np.something` in a module."""
+    uses = []
+    for fn in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Module))]:
+        name = getattr(fn, "name", "<module>")
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("np", "numpy"):
+                uses.append((name, node.lineno))
+    return uses
+
+
+@pytest.mark.parametrize("module", DEVICE_MODULES + list(HOST_EDGE_FUNCTIONS))
+def test_no_numpy_module_calls_in_device_code(module):
+    path = PACKAGE / module
+    if not path.exists():
+        pytest.skip(f"{module} not present")
+    allowed = HOST_EDGE_FUNCTIONS.get(module, set())
+    bad = {(fn, line) for fn, line in numpy_uses(ast.parse(path.read_text())) if fn not in allowed and fn != "<module>"}
+    assert not bad, f"{module}: NumPy called on what may be device arrays (use xp = get_xp(x)): {sorted(bad)}"
+
+
+def test_backend_follows_the_data():
+    assert get_xp(np.zeros(2)) is np
+    assert to_numpy((np.ones(1), {"a": np.zeros(1)}))[1]["a"].shape == (1,)
+
+
+def test_cupy_backend_without_gpu_is_a_clear_error():
+    if cupy_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="backend='cupy'"):
+        s2.load_model(Path(__file__).parent.parent / "golden/model/checkpoints/naflex", backend="cupy")
+
+
+@pytest.mark.parametrize("case", ["naflex_f32", "fixres_f32"])
+def test_golden_case_on_each_backend(backend, case):
+    meta, inputs, expected, folder = load_case(case)
+    model = s2.load_model(folder, backend=backend, dtype="float32")
+    got = run_stages(model, **inputs)
+    assert type(got["logits_per_image"]).__module__.split(".")[0] == ("numpy" if backend == "numpy" else "cupy")
+    for stage in ("vision.pooler_output", "text.pooler_output", "logits_per_image"):
+        assert_close(to_numpy(got[stage]), expected[stage], "float32_pooled", f"{backend} {case} {stage}")
