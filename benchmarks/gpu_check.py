@@ -1,0 +1,193 @@
+"""One prepared GPU check for the CuPy backend: parity first, then throughput, in one table.
+
+    python benchmarks/gpu_check.py                 # on a machine with a CUDA GPU and cupy-cuda12x (< 5 min)
+    python benchmarks/gpu_check.py --dry-run       # NumPy stand-in, tiny sizes: checks the script itself on a CPU
+
+Parity: the golden checkpoints and a base-size random model, in float32 and float16 on the backend, against
+this project's NumPy float64 path (per-stage stage-relative errors). Throughput: vision B=1/8/64 (NaFlex 256
+patches, FixRes 224) and text B=64, for this backend and, when PyTorch with CUDA is present, transformers
+(eager and SDPA, float32 and float16). Peak GPU memory per workload.
+"""
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from siglip2_ref.backend import backend_module, to_numpy  # noqa: E402
+from siglip2_ref.config import parse_config  # noqa: E402
+from siglip2_ref.model import Model, load_model, tree_map  # noqa: E402
+from siglip2_ref.stages import run_stages  # noqa: E402
+from siglip2_ref.tolerances import TIERS, measure  # noqa: E402
+from siglip2_ref.verify import case_names, load_case  # noqa: E402
+from siglip2_ref.weights import expected_shapes, nest  # noqa: E402
+
+BASE = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+TINY = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+PARITY_STAGES = ("vision.pooler_output", "text.pooler_output", "image_embeds", "logits_per_image")
+
+
+def random_model(variant, sizes, backend, dtype, seed=0, vocab=256000):
+    """A model of `sizes` with random weights built in memory (no checkpoint download)."""
+    vision = sizes | ({"num_patches": 256} if variant == "naflex" else {"image_size": 224}) | {"patch_size": 16}
+    raw = {"model_type": "siglip2" if variant == "naflex" else "siglip", "vision_config": vision,
+           "text_config": sizes | {"vocab_size": vocab}}  # fmt: skip
+    config = parse_config(raw)
+    rng = np.random.default_rng(seed)
+    flat = {k: (rng.standard_normal(s, np.float32) / np.sqrt(s[-1])).astype(dtype) for k, s in expected_shapes(config).items()}
+    params = nest(flat)
+    xp = backend_module(backend)
+    return Model(config, tree_map(xp.asarray, params) if xp is not np else params, backend, np.dtype(dtype).name)
+
+
+def sync(xp):
+    if xp.__name__ == "cupy":
+        xp.cuda.Stream.null.synchronize()
+
+
+def gpu_peak_bytes(xp):
+    return xp.get_default_memory_pool().total_bytes() if xp.__name__ == "cupy" else 0
+
+
+def timed(fn, xp, repeats):
+    fn()  # warm-up (kernel compilation, memory pool)
+    sync(xp)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(xp)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def parity_rows(backend, golden_cases):
+    rows = []
+    for case in golden_cases:
+        meta, inputs, _, folder = load_case(case)
+        reference = run_stages(load_model(folder, dtype="float64"), **inputs)
+        for dtype in ("float32", "float16"):
+            got = run_stages(load_model(folder, backend=backend, dtype=dtype), **inputs)
+            for stage in PARITY_STAGES:
+                if stage in reference:
+                    rows.append((case, dtype, stage, measure(to_numpy(got[stage]), reference[stage]).max_rel))
+    return rows
+
+
+def naflex_inputs(batch, patches, vocab, seed=0):
+    rng = np.random.default_rng(seed)
+    side = int(patches**0.5)
+    return dict(pixel_values=rng.uniform(-1, 1, (batch, patches, 768)).astype(np.float32),
+                pixel_attention_mask=np.ones((batch, patches), np.int32),
+                spatial_shapes=np.tile([side, patches // side], (batch, 1)).astype(np.int64),
+                input_ids=rng.integers(0, vocab, (batch, 64)))  # fmt: skip
+
+
+def random_parity_rows(backend, sizes, vocab):
+    rows = []
+    inputs = naflex_inputs(2, 256, vocab)
+    reference = run_stages(random_model("naflex", sizes, "numpy", np.float64, vocab=vocab), **inputs)
+    for dtype in ("float32", "float16"):
+        got = run_stages(random_model("naflex", sizes, backend, dtype, vocab=vocab), **inputs)
+        rows += [("random-naflex", dtype, s, measure(to_numpy(got[s]), reference[s]).max_rel) for s in PARITY_STAGES]
+    return rows
+
+
+def ours_timings(backend, sizes, vocab, batches, repeats):
+    xp = backend_module(backend)
+    rows = []
+    for dtype in ("float32", "float16"):
+        for variant in ("naflex", "fixres"):
+            model = random_model(variant, sizes, backend, dtype, vocab=vocab)
+            for B in batches:
+                if variant == "naflex":
+                    x = naflex_inputs(B, 256, vocab)
+                    args = [xp.asarray(x[k]) for k in ("pixel_values", "pixel_attention_mask", "spatial_shapes")]
+                else:
+                    args = [xp.asarray(np.random.default_rng(0).uniform(-1, 1, (B, 3, 224, 224)).astype(np.float32))]
+                t = timed(lambda: model.get_image_features(*args), xp, repeats)
+                rows.append(("siglip2-ref", backend, dtype, f"vision {variant} B={B}", t, B / t, gpu_peak_bytes(xp)))
+            if variant == "naflex":
+                ids = xp.asarray(naflex_inputs(batches[-1], 4, vocab)["input_ids"])
+                t = timed(lambda: model.get_text_features(ids), xp, repeats)
+                rows.append(("siglip2-ref", backend, dtype, f"text B={batches[-1]}", t, batches[-1] / t, gpu_peak_bytes(xp)))
+            del model
+    return rows
+
+
+def transformers_timings(sizes, vocab, batches, repeats):
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    rows = []
+    for attn in ("eager", "sdpa"):
+        for dtype in (torch.float32, torch.float16):
+            config = transformers.Siglip2Config(text_config=sizes | {"vocab_size": vocab},
+                                                vision_config=sizes | {"num_patches": 256, "patch_size": 16})  # fmt: skip
+            model = transformers.Siglip2Model(config).to("cuda", dtype).eval()
+            model.set_attn_implementation(attn)
+            for B in batches:
+                x = naflex_inputs(B, 256, vocab)
+                kw = dict(pixel_values=torch.from_numpy(x["pixel_values"]).to("cuda", dtype),
+                          pixel_attention_mask=torch.from_numpy(x["pixel_attention_mask"]).cuda(),
+                          spatial_shapes=torch.from_numpy(x["spatial_shapes"]).cuda())  # fmt: skip
+                torch.cuda.reset_peak_memory_stats()
+                with torch.inference_mode():
+                    t = timed(lambda: model.vision_model(**kw), _TorchSync(torch), repeats)
+                rows.append(("transformers " + attn, "torch", str(dtype).split(".")[-1], f"vision naflex B={B}", t, B / t,
+                             torch.cuda.max_memory_allocated()))  # fmt: skip
+            del model
+            torch.cuda.empty_cache()
+    return rows
+
+
+class _TorchSync:
+    """Lets `timed` synchronise torch's CUDA stream through the same `sync(xp)` call."""
+
+    __name__ = "cupy"
+
+    def __init__(self, torch):
+        self.cuda = type("cuda", (), {"Stream": type("Stream", (), {"null": type("null", (), {"synchronize": staticmethod(torch.cuda.synchronize)})})})
+
+    def get_default_memory_pool(self):  # peak is read from torch directly
+        return type("pool", (), {"total_bytes": staticmethod(lambda: 0)})
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true", help="NumPy backend, tiny sizes: check the script on a CPU")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    backend, sizes, vocab, batches = ("numpy", TINY, 300, (1, 2)) if args.dry_run else ("cupy", BASE, 256000, (1, 8, 64))
+    xp = backend_module(backend)
+    device = "CPU (dry run)" if args.dry_run else xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    print(f"# device: {device}; python {platform.python_version()}; numpy {np.__version__}; backend {backend}")
+    print("\n## parity against the NumPy float64 path (stage-relative error)\n")
+    print("| case | dtype | stage | error | bound |\n|---|---|---|---|---|")
+    worst_ok = True
+    for case, dtype, stage, err in parity_rows(backend, case_names()[:4] if args.dry_run else case_names()) + random_parity_rows(backend, sizes, vocab):
+        bound = 1e-5 if dtype == "float32" else TIERS["float16"].rel
+        if not (args.dry_run and dtype == "float16"):  # NumPy's float16 matmul accumulates in float16: not a GPU proxy
+            worst_ok &= err <= bound
+        print(f"| {case} | {dtype} | {stage} | {err:.2e} | {bound:g} |")
+    print("\n## throughput\n")
+    print("| implementation | backend | dtype | workload | median s | items/s | peak GPU MiB |\n|---|---|---|---|---|---|---|")
+    rows = ours_timings(backend, sizes, vocab, batches, args.repeats) + transformers_timings(sizes, vocab, batches, args.repeats)
+    for impl, be, dtype, work, t, rate, peak in rows:
+        print(f"| {impl} | {be} | {dtype} | {work} | {t:.4f} | {rate:.1f} | {peak / 2**20:.0f} |")
+    print(f"\nparity: {'all within bounds' if worst_ok else 'SOME STAGES OUTSIDE BOUNDS'}")
+    return 0 if worst_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
