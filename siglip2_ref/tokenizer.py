@@ -1,0 +1,473 @@
+"""The SigLIP 2 text tokenizer: Gemma's SentencePiece model with transformers' rules around it.
+
+What transformers 5.24 does with the Hub files, and what this module reproduces (SPEC §3):
+  1. literal added/special tokens in the text ("<eos>", "<pad>", ...) are cut out first, on the raw text;
+  2. NaFlex checkpoints lowercase every other piece of text character by character (Siglip2Tokenizer);
+     FixRes checkpoints do not (GemmaTokenizer) - `lowercase=` overrides either way;
+  3. each piece is BPE-encoded (spaces become "▁", no dummy prefix, byte fallback for unknown characters);
+  4. no BOS; EOS (id 1) is appended and survives truncation: `ids[:max_length - 1] + [1]`;
+  5. right padding with <pad> (id 0); only `input_ids` are returned (no attention mask).
+
+Shape alphabet: B texts; L sequence length (max_length after padding).
+"""
+
+import json
+import os
+import re
+
+import numpy as np
+
+PIECE_NORMAL, PIECE_USER_DEFINED = 1, 4
+LARGE_INTEGER = int(1e20)  # transformers: model_max_length above this means "no limit"
+NAMED_SPECIAL = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token", "sep_token", "cls_token")
+
+
+def lowercase_per_char(text):
+    """Lowercase each character on its own, as the `tokenizers` Lowercase normalizer does.
+
+    Python's str.lower() would turn a word-final capital sigma into "ς"; per character it stays "σ".
+    """
+    return "".join(c.lower() for c in text)
+
+
+def read_json(path, default=None):
+    if not os.path.isfile(path):
+        return default
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def token_content(value):
+    """A special-token entry of the config files: a plain string or an AddedToken dict."""
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def piece_types(model_proto):
+    """SentencePiece piece types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
+
+    Parses the few protobuf fields needed (ModelProto.pieces[i].type) so protobuf is not a dependency.
+    """
+    types, pos = [], 0
+    while pos < len(model_proto):
+        key, pos = read_varint(model_proto, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 2:
+            size, pos = read_varint(model_proto, pos)
+            if field == 1:
+                types.append(piece_type(model_proto[pos : pos + size]))
+            pos += size
+        else:
+            pos = skip_field(model_proto, pos, wire)
+    return types
+
+
+def piece_type(message):
+    """The `type` field (3) of one SentencePiece message; NORMAL when absent."""
+    pos, kind = 0, PIECE_NORMAL
+    while pos < len(message):
+        key, pos = read_varint(message, pos)
+        field, wire = key >> 3, key & 7
+        if field == 3 and wire == 0:
+            kind, pos = read_varint(message, pos)
+        elif wire == 2:
+            size, pos = read_varint(message, pos)
+            pos += size
+        else:
+            pos = skip_field(message, pos, wire)
+    return kind
+
+
+def read_varint(data, pos):
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def skip_field(data, pos, wire):
+    if wire == 0:
+        return read_varint(data, pos)[1]
+    if wire in (1, 5):
+        return pos + (8 if wire == 1 else 4)
+    raise ValueError(f"tokenizer.model: unexpected protobuf wire type {wire}")
+
+
+class AddedToken:
+    """A literal token matched in the raw text before BPE. Mirrors: tokenizers.AddedToken."""
+
+    def __init__(self, content, id, special=True, lstrip=False, rstrip=False, single_word=False, normalized=False):
+        self.content, self.id, self.special = content, int(id), bool(special)
+        self.lstrip, self.rstrip, self.single_word, self.normalized = bool(lstrip), bool(rstrip), bool(single_word), bool(normalized)
+
+    def pattern(self):
+        """Regex for this token with its whitespace-stripping and whole-word flags."""
+        p = re.escape(self.content)
+        if self.single_word:
+            p = rf"(?<!\w){p}(?!\w)"
+        return (r"\s*" if self.lstrip else "") + p + (r"\s*" if self.rstrip else "")
+
+
+def split_on_tokens(text, tokens):
+    """Cut `text` at leftmost-longest matches of `tokens`: a list of str pieces and AddedToken matches.
+
+    Mirrors: tokenizers AddedVocabulary::split_with_indices (Aho-Corasick, leftmost-longest).
+    """
+    if not tokens or not text:
+        return [text] if text else []
+    ordered = sorted(tokens, key=lambda t: -len(t.content))  # longest first = leftmost-longest with re
+    regex = re.compile("|".join(f"({t.pattern()})" for t in ordered))
+    out, pos = [], 0
+    for m in regex.finditer(text):
+        if m.start() > pos:
+            out.append(text[pos : m.start()])
+        out.append(ordered[m.lastindex - 1])
+        pos = m.end()
+    if pos < len(text):
+        out.append(text[pos:])
+    return out
+
+
+class Tokenizer:
+    """Gemma SentencePiece tokenizer with transformers' call signature and outputs.
+
+    Mirrors: transformers GemmaTokenizer (FixRes) / Siglip2Tokenizer (NaFlex, lowercasing) loaded from Hub files;
+    big_vision pp ops `tok(model="gemma", bos="no", eos="sticky")`.
+    """
+
+    def __init__(self, model_file, added_tokens=(), lowercase=False, add_bos_token=False, add_eos_token=True,
+                 special_tokens=None, model_max_length=None, padding_side="right", merges=None):
+        import sentencepiece as spm
+
+        with open(model_file, "rb") as f:
+            proto = f.read()
+        self.sp = spm.SentencePieceProcessor(model_proto=proto)
+        self.piece_types = piece_types(proto)
+        self.added_tokens = list(added_tokens)
+        self.lowercase, self.add_bos_token, self.add_eos_token = bool(lowercase), bool(add_bos_token), bool(add_eos_token)
+        self.special = dict(special_tokens or {})  # "eos_token" -> "<eos>", ...
+        self.model_max_length = model_max_length if model_max_length and model_max_length <= LARGE_INTEGER else None
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        self.padding_side = padding_side
+        self.raw_tokens = [t for t in self.added_tokens if not t.normalized]
+        self.normalized_tokens = [t for t in self.added_tokens if t.normalized]
+        self.user_defined = [self.sp.id_to_piece(i) for i, k in enumerate(self.piece_types) if k == PIECE_USER_DEFINED]
+        self.merge_ranks = None if merges is None else {tuple(m): r for r, m in enumerate(merges)}
+
+    # --- vocabulary -------------------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self):
+        return self.sp.get_piece_size()
+
+    def __len__(self):
+        return max([self.vocab_size] + [t.id + 1 for t in self.added_tokens])
+
+    def convert_tokens_to_ids(self, tokens):
+        if isinstance(tokens, str):
+            added = {t.content: t.id for t in self.added_tokens}
+            return added[tokens] if tokens in added else self.sp.piece_to_id(tokens)
+        return [self.convert_tokens_to_ids(t) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids):
+        if isinstance(ids, (int, np.integer)):
+            added = {t.id: t.content for t in self.added_tokens}
+            return added.get(int(ids)) or self.sp.id_to_piece(int(ids))
+        return [self.convert_ids_to_tokens(i) for i in ids]
+
+    def token_id(self, name):
+        content = self.special.get(name)
+        return None if content is None else self.convert_tokens_to_ids(content)
+
+    eos_token_id = property(lambda self: self.token_id("eos_token"))
+    bos_token_id = property(lambda self: self.token_id("bos_token"))
+    pad_token_id = property(lambda self: self.token_id("pad_token"))
+    unk_token_id = property(lambda self: self.token_id("unk_token"))
+
+    @property
+    def all_special_ids(self):
+        ids = {t.id for t in self.added_tokens if t.special}
+        ids |= {self.token_id(n) for n in NAMED_SPECIAL if self.special.get(n) is not None}
+        return sorted(i for i in ids if i is not None)
+
+    # --- encoding ---------------------------------------------------------------------------------------------
+
+    def bpe_ids(self, text):
+        """BPE ids of one text without special tokens (steps 1-3 of the module docstring)."""
+        ids = []
+        for piece in split_on_tokens(text, self.raw_tokens):
+            if isinstance(piece, AddedToken):
+                ids.append(piece.id)
+                continue
+            piece = lowercase_per_char(piece) if self.lowercase else piece
+            for sub in split_on_tokens(piece, self.normalized_tokens):
+                ids.extend([sub.id] if isinstance(sub, AddedToken) else self.encode_piece(sub))
+        return ids
+
+    def encode_piece(self, text):
+        """SentencePiece BPE of text containing no added token.
+
+        SentencePiece always matches its user-defined pieces (e.g. "<mask>") in the text; transformers' BPE does
+        not (it only reaches a piece through merges). Text that contains one is merged here the BPE way.
+        """
+        if any(u in text for u in self.user_defined):
+            return self.bpe_by_merges(text)
+        return self.sp.encode(text)
+
+    def bpe_by_merges(self, text):
+        """Plain BPE over characters (byte fallback for unknown ones), lowest merge rank first.
+
+        Mirrors: tokenizers models::bpe::Word::merge_all. Ranks come from tokenizer.json's merges when present,
+        else from SentencePiece scores of normal pieces (the order transformers' converter writes them in).
+        """
+        symbols = []
+        for ch in text.replace(" ", "\u2581"):
+            i = self.sp.piece_to_id(ch)
+            if i != self.sp.unk_id() and self.piece_types[i] == PIECE_NORMAL:
+                symbols.append(ch)
+            else:
+                symbols.extend(f"<0x{b:02X}>" for b in ch.encode("utf-8"))
+        while len(symbols) > 1:
+            ranks = [self.merge_rank(a, b) for a, b in zip(symbols, symbols[1:])]
+            best = min(range(len(ranks)), key=lambda k: ranks[k])
+            if ranks[best] is None or ranks[best] == float("inf"):
+                break
+            symbols[best : best + 2] = [symbols[best] + symbols[best + 1]]
+        return [self.sp.piece_to_id(s) for s in symbols]
+
+    def merge_rank(self, a, b):
+        if a.startswith("<0x") or b.startswith("<0x"):
+            return float("inf")
+        if self.merge_ranks is not None:
+            return self.merge_ranks.get((a, b), float("inf"))
+        i = self.sp.piece_to_id(a + b)
+        if i == self.sp.unk_id() or self.piece_types[i] != PIECE_NORMAL:
+            return float("inf")
+        return -self.sp.get_score(i)
+
+    def with_special_tokens(self, ids, max_length=None):
+        """BOS/EOS added as configured; with `max_length`, the text is cut first so EOS is kept (sticky EOS)."""
+        prefix = [self.bos_token_id] if self.add_bos_token else []
+        suffix = [self.eos_token_id] if self.add_eos_token else []
+        if max_length is not None:
+            ids = ids[: max(max_length - len(prefix) - len(suffix), 0)]
+        return prefix + ids + suffix
+
+    def encode(self, text, add_special_tokens=True, max_length=None, truncation=None):
+        """Ids of one text (no padding), as `transformers` `tokenizer.encode`."""
+        return self(text, add_special_tokens=add_special_tokens, max_length=max_length, truncation=truncation)["input_ids"]
+
+    def tokenize(self, text):
+        """Token strings of one text, without special tokens added."""
+        check_text(text)
+        return self.convert_ids_to_tokens(self.bpe_ids(text))
+
+    def __call__(self, text, padding=False, truncation=None, max_length=None, pad_to_multiple_of=None,
+                 return_tensors=None, add_special_tokens=True, return_attention_mask=None, padding_side=None):
+        """Tokenize one text or a batch; returns {"input_ids": ...} (and "attention_mask" only when asked).
+
+        Keyword semantics follow transformers' PreTrainedTokenizerBase.__call__; outputs are Python lists,
+        or int64 NumPy arrays [B, L] with return_tensors="np".
+        """
+        single = isinstance(text, str)
+        texts = [text] if single else check_batch(text)
+        padding, truncation, max_length = resolve_strategies(padding, truncation, max_length, self.model_max_length)
+        if pad_to_multiple_of is not None and (not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
+            raise ValueError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
+        cut = max_length if truncation else None
+        seqs = []
+        for t in texts:
+            ids = self.bpe_ids(t)
+            seqs.append(self.with_special_tokens(ids, cut) if add_special_tokens else (ids[:cut] if cut else ids))
+        masks = [[1] * len(s) for s in seqs]
+        target = pad_length(seqs, padding, max_length, pad_to_multiple_of)
+        if target is not None:
+            side = padding_side or self.padding_side
+            seqs = [pad(s, target, self.pad_token_id, side) for s in seqs]
+            masks = [pad(m, target, 0, side) for m in masks]
+        out = {"input_ids": seqs}
+        if return_attention_mask:
+            out["attention_mask"] = masks
+        return to_output(out, single, return_tensors)
+
+    # --- decoding ---------------------------------------------------------------------------------------------
+
+    def decode(self, ids, skip_special_tokens=False):
+        """Text of a sequence of ids. Mirrors: tokenizers decoders Replace("▁", " ") + ByteFallback + Fuse."""
+        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+        special = set(self.all_special_ids)
+        added = {t.id: t.content for t in self.added_tokens}
+        pieces = []
+        for i in ids:
+            if skip_special_tokens and i in special:
+                continue
+            pieces.append(added.get(i) or self.sp.id_to_piece(i))
+        return join_pieces(pieces)
+
+    def batch_decode(self, sequences, skip_special_tokens=False):
+        return [self.decode(s, skip_special_tokens=skip_special_tokens) for s in sequences]
+
+
+def join_pieces(pieces):
+    """Concatenate pieces: "▁" -> " ", runs of <0xNN> bytes decoded as UTF-8 (each byte "�" if invalid)."""
+    out, run = [], bytearray()
+    byte_piece = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+    for p in pieces:
+        m = byte_piece.match(p)
+        if m:
+            run.append(int(m.group(1), 16))
+            continue
+        out.append(decode_bytes(run))
+        run = bytearray()
+        out.append(p.replace("\u2581", " "))
+    out.append(decode_bytes(run))
+    return "".join(out)
+
+
+def decode_bytes(run):
+    """ByteFallback: a run of bytes is valid UTF-8 as a whole, or becomes one U+FFFD per byte."""
+    try:
+        return bytes(run).decode("utf-8")
+    except UnicodeDecodeError:
+        return "\ufffd" * len(run)
+
+
+def check_text(text):
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str or a list of str, got {type(text).__name__}")
+
+
+def check_batch(texts):
+    """A list/tuple of str; clear errors for anything else."""
+    if texts is None:
+        raise TypeError("text must be a str or a list of str, got None")
+    if not isinstance(texts, (list, tuple)):
+        raise TypeError(f"text must be a str or a list of str, got {type(texts).__name__}")
+    if len(texts) == 0:
+        raise ValueError("text is an empty list; pass at least one string")
+    for k, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"text[{k}] must be a str, got {type(t).__name__} ({t!r:.40})")
+    return list(texts)
+
+
+def resolve_strategies(padding, truncation, max_length, model_max_length):
+    """(padding in {None, "longest", "max_length"}, truncate?, max_length), with transformers' rules.
+
+    Mirrors: PreTrainedTokenizerBase._get_padding_truncation_strategies.
+    """
+    if max_length is not None:
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
+            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        max_length = int(max_length)
+    if max_length is not None and padding is False and truncation is None:
+        truncation = True  # transformers: a bare max_length activates truncation
+    modes = {False: None, "do_not_pad": None, True: "longest", "longest": "longest", "max_length": "max_length"}
+    if padding not in modes or isinstance(padding, (int, float)) and not isinstance(padding, bool):
+        raise ValueError(f"padding={padding!r} is not valid; use False, True, 'longest', 'max_length' or 'do_not_pad'")
+    padding = modes[padding]
+    cuts = {None: False, False: False, "do_not_truncate": False, True: True, "longest_first": True, "only_first": True}
+    if truncation not in cuts or isinstance(truncation, (int, float)) and not isinstance(truncation, bool):
+        raise ValueError(
+            f"truncation={truncation!r} is not valid; use True, False, 'longest_first', 'only_first' or 'do_not_truncate'"
+        )
+    truncation = cuts[truncation]
+    if max_length is None:  # no explicit limit: model_max_length, which the Hub files leave unbounded
+        max_length = model_max_length
+        if max_length is None:
+            padding = None if padding == "max_length" else padding
+            truncation = False
+    return padding, truncation, max_length
+
+
+def pad_length(seqs, padding, max_length, multiple):
+    """Target length for padding, or None when no padding applies."""
+    if padding is None:
+        return None
+    target = max(len(s) for s in seqs) if padding == "longest" else max_length
+    if multiple:
+        target = -(-target // multiple) * multiple
+    return target
+
+
+def pad(seq, length, value, side):
+    fill = [value] * max(length - len(seq), 0)
+    return seq + fill if side == "right" else fill + seq
+
+
+def to_output(out, single, return_tensors):
+    """Lists (one text: a flat list) or int64 arrays [B, L] for return_tensors="np"."""
+    if return_tensors is None:
+        return {k: v[0] if single else v for k, v in out.items()}
+    if return_tensors != "np":
+        raise ValueError(f"return_tensors={return_tensors!r} is not supported; use None or 'np' (no torch here)")
+    lengths = {len(s) for s in out["input_ids"]}
+    if len(lengths) > 1:
+        raise ValueError(f"sequences have different lengths {sorted(lengths)}; pass padding=True or 'max_length'")
+    return {k: np.asarray(v, dtype=np.int64).reshape(len(v), -1) for k, v in out.items()}
+
+
+def read_added_tokens(folder, config):
+    """Added tokens from tokenizer.json (if present) or tokenizer_config.json's added_tokens_decoder."""
+    tok_json = read_json(os.path.join(folder, "tokenizer.json"), {}) or {}
+    entries = tok_json.get("added_tokens")
+    if entries is None:
+        entries = [{"id": int(i), **v} for i, v in (config.get("added_tokens_decoder") or {}).items()]
+    flags = ("special", "lstrip", "rstrip", "single_word", "normalized")
+    return [AddedToken(e["content"], e["id"], **{k: e.get(k, False) for k in flags}) for e in entries]
+
+
+def read_merges(folder):
+    """BPE merges from tokenizer.json, as pairs, or None."""
+    model = (read_json(os.path.join(folder, "tokenizer.json"), {}) or {}).get("model") or {}
+    merges = model.get("merges")
+    if merges is None:
+        return None
+    return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merges]
+
+
+def read_variant(folder):
+    """"naflex" / "fixres" / None from config.json's model_type or preprocessor_config.json."""
+    config = read_json(os.path.join(folder, "config.json"), {}) or {}
+    model_type = str(config.get("model_type") or "")
+    if model_type:
+        return "naflex" if model_type.startswith("siglip2") else "fixres"
+    pre = read_json(os.path.join(folder, "preprocessor_config.json"), {}) or {}
+    kind = str(pre.get("image_processor_type") or "")
+    if kind:
+        return "naflex" if kind.startswith("Siglip2") else "fixres"
+    return None
+
+
+def load_tokenizer(path, lowercase=None, variant=None):
+    """Tokenizer from a checkpoint folder (`tokenizer.model` + `tokenizer_config.json` etc.).
+
+    `lowercase=None` follows transformers >= 5.20 per variant: NaFlex ("siglip2") lowercases, FixRes does not
+    (nor does a folder of unknown variant). The models were trained on lowercased text (SPEC §3.3).
+    """
+    path = os.fspath(path)
+    model_file = os.path.join(path, "tokenizer.model")
+    if not os.path.isfile(model_file):
+        raise FileNotFoundError(f"{model_file}: the SentencePiece model is missing")
+    config = read_json(os.path.join(path, "tokenizer_config.json"), {}) or {}
+    special_map = read_json(os.path.join(path, "special_tokens_map.json"), {}) or {}
+    special = {k: token_content(config.get(k, special_map.get(k))) for k in NAMED_SPECIAL}
+    special["mask_token"] = special["mask_token"] or "<mask>"  # GemmaTokenizer's class default
+    defaults = {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    special = {k: v if v is not None else defaults.get(k) for k, v in special.items()}
+    variant = variant or read_variant(path)
+    if lowercase is None:
+        lowercase = variant == "naflex"
+    return Tokenizer(
+        model_file, read_added_tokens(path, config), lowercase=lowercase,
+        add_bos_token=config.get("add_bos_token", False), add_eos_token=config.get("add_eos_token", True),
+        special_tokens=special, model_max_length=config.get("model_max_length"),
+        padding_side=config.get("padding_side", "right"), merges=read_merges(path),
+    )
