@@ -1,0 +1,8 @@
+"""`python -m siglip2_ref ...` runs the `siglip2-ref` command line."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Tools on top of the model: zero-shot classification, batched embedding, ranking and search.
+
+    ranked = zero_shot(model, processor, "cat.jpg", ["a cat", "a dog"])   # [("a cat", 0.93), ("a dog", 0.01)]
+    image_embeds = embed_images(model, processor, paths)                  # [I, D], L2-normalised
+    hits = search(model, processor, "a red circle", image_embeds, top_k=5)
+
+Everything here goes through the public loading, preprocessing and forward API, so its answers are the
+model's answers: texts are padded to 64 tokens, probabilities are sigmoids of
+`cos(text, image) * exp(logit_scale) + logit_bias`, exactly as `model(...)` computes `logits_per_image`.
+
+Shape alphabet: I images, T texts, D embedding width, N patch slots (NaFlex), K results kept (top-k).
+"""
+
+import json
+import os
+
+import numpy as np
+
+from .backend import to_numpy
+from .image_processing import ImageInputError
+from .model import l2_normalize, sigmoid, similarity_logits
+from .vision import InputError
+
+DEFAULT_TEMPLATE = "This is a photo of {}."  # transformers' ZeroShotImageClassificationPipeline default
+IMAGE_BATCH = 16  # images per forward: NaFlex attention is [B, H, N, N], ~100 MB for B/16 at 256 patches
+TEXT_BATCH = 64
+SKIPPABLE = (ImageInputError, OSError)  # a file that cannot be read or decoded; other errors are bugs or bad settings
+
+# ---------------------------------------------------------------- texts
+
+
+def text_inputs(model, processor, texts):  # [T] strings -> {"input_ids": [T, 64]}
+    """Token ids as the zero-shot pipeline makes them for SigLIP: padded to 64, truncated (EOS kept).
+
+    Mirrors: ZeroShotImageClassificationPipeline.preprocess ("siglip" branch: padding="max_length",
+    max_length=64, truncation=True). 64 is the text tower's max_position_embeddings for every official checkpoint.
+    """
+    length = model.config.text.max_position_embeddings
+    return processor(text=list(texts), padding="max_length", max_length=length, truncation=True)
+
+
+def embed_texts(model, processor, texts, batch_size=TEXT_BATCH, normalize=True):  # [T] -> [T, D]
+    """Text embeddings in batches (L2-normalised unless normalize=False), as a host NumPy array."""
+    texts = check_texts(texts, "texts")
+    out = []
+    for start in range(0, len(texts), batch_size):
+        ids = text_inputs(model, processor, texts[start : start + batch_size])["input_ids"]  # [b, 64]
+        features = model.get_text_features(input_ids=ids)  # [b, D]
+        out.append(to_numpy(l2_normalize(features) if normalize else features))
+    return np.concatenate(out)
+
+
+def check_texts(texts, what):
+    """A non-empty list of non-empty strings, or an InputError that says which entry is wrong."""
+    if isinstance(texts, str):
+        raise InputError(f"{what}: expected a list of strings, got the single string {texts!r}; wrap it in a list")
+    texts = list(texts)
+    if not texts:
+        raise InputError(f"{what}: the list is empty; give at least one")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{what}[{i}]: expected a non-empty string, got {text!r}")
+    return texts
+
+
+# ---------------------------------------------------------------- images
+
+
+def image_options(max_num_patches):
+    """Per-call image-processor options (only NaFlex processors take max_num_patches)."""
+    return {} if max_num_patches is None else {"max_num_patches": int(max_num_patches)}
+
+
+def stack_inputs(items):  # list of {name: [1, ...]} -> {name: [b, ...]}
+    """One model batch from per-image processor outputs; NaFlex images are each padded to N, so they stack."""
+    return {name: np.concatenate([item[name] for item in items]) for name in items[0]}
+
+
+def image_batches(processor, images, batch_size=IMAGE_BATCH, max_num_patches=None, on_error=None):
+    """Preprocess `images` lazily, yielding (indices, batch) with at most `batch_size` images each.
+
+    Only one batch of pixels exists at a time, so an iterator of a million paths runs in bounded memory.
+    Images are preprocessed one by one (an image's result does not depend on its batch), so one unreadable
+    file costs only itself: with `on_error(index, image, error)` given, files that cannot be read or
+    decoded are reported there and skipped; without it they raise.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    options = image_options(max_num_patches)
+    indices, items = [], []
+    for i, image in enumerate(images):
+        try:
+            items.append(processor.image_processor(image, **options))
+        except SKIPPABLE as e:
+            if on_error is None:
+                raise
+            on_error(i, image, e)
+            continue
+        indices.append(i)
+        if len(items) == batch_size:
+            yield indices, stack_inputs(items)
+            indices, items = [], []
+    if items:
+        yield indices, stack_inputs(items)
+
+
+def image_features(model, batch, normalize=True):  # batch of I images -> [I, D] host array
+    """Pooled image embeddings of one preprocessed batch (pixel_values [+ pixel_attention_mask, spatial_shapes])."""
+    features = model.get_image_features(**batch)  # [I, D]
+    return to_numpy(l2_normalize(features) if normalize else features)
+
+
+def iter_image_embeddings(model, processor, images, batch_size=IMAGE_BATCH, normalize=True, max_num_patches=None,
+                          on_error=None):  # fmt: skip
+    """Yield (indices, embeddings [b, D]) batch by batch; see `image_batches` for `on_error`."""
+    for indices, batch in image_batches(processor, images, batch_size, max_num_patches, on_error):
+        yield indices, image_features(model, batch, normalize)
+
+
+def embed_images(model, processor, images, batch_size=IMAGE_BATCH, normalize=True, max_num_patches=None):  # -> [I, D]
+    """Image embeddings (L2-normalised unless normalize=False) of paths, PIL images or arrays, in batches.
+
+    NaFlex images of any sizes and aspect ratios share a batch: each keeps its own patch grid, padded to
+    max_num_patches and masked, so an image's embedding does not depend on its batch neighbours.
+    """
+    images = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not images:
+        raise InputError("images: the list is empty; give at least one image")
+    out = [emb for _, emb in iter_image_embeddings(model, processor, images, batch_size, normalize, max_num_patches)]
+    return np.concatenate(out)
+
+
+# ---------------------------------------------------------------- scores and ranking
+
+
+def match_logits(model, text_embeds, image_embeds):  # [T, D], [I, D] -> [T, I]
+    """logits_per_text from L2-normalised embeddings: cos * exp(logit_scale) + logit_bias (host arrays)."""
+    scale, bias = to_numpy(model.params["logit_scale"]), to_numpy(model.params["logit_bias"])
+    text_embeds, image_embeds = np.asarray(text_embeds), np.asarray(image_embeds)
+    if text_embeds.shape[-1] != image_embeds.shape[-1]:
+        raise InputError(f"embedding widths differ: texts {text_embeds.shape[-1]}, images {image_embeds.shape[-1]}; "
+                         "were the image embeddings made with another model?")  # fmt: skip
+    return similarity_logits(text_embeds, image_embeds.astype(text_embeds.dtype), scale, bias)
+
+
+def best_first(scores, k=None):  # [K] -> indices [k]
+    """Indices of the k largest scores, best first; ties keep input order (a stable sort, as the pipeline's)."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    return order if k is None else order[: max(int(k), 0)]
+
+
+def ranked(items, scores, k=None):
+    """[(item, float score)] best first."""
+    return [(items[i], float(scores[i])) for i in best_first(scores, k)]
+
+
+def zero_shot(model, processor, image, labels, template=DEFAULT_TEMPLATE, max_num_patches=None, top_k=None):
+    """[(label, probability)] best first for one image; a list of such lists when `image` is a list.
+
+    Each label is put in `template`, the texts are padded to 64 tokens, and each probability is the sigmoid
+    of that pair's logit: independent per label, so they need not sum to 1.
+    Mirrors: transformers ZeroShotImageClassificationPipeline (siglip branch) and big_vision's zero-shot demo.
+    """
+    label_embeds = label_embeddings(model, processor, labels, template)  # [L, D]
+    images = image if isinstance(image, (list, tuple)) else [image]
+    image_embeds = embed_images(model, processor, images, max_num_patches=max_num_patches)  # [I, D]
+    results = classify_embeddings(model, label_embeds, image_embeds, list(labels), top_k)
+    return results if isinstance(image, (list, tuple)) else results[0]
+
+
+def label_embeddings(model, processor, labels, template=DEFAULT_TEMPLATE):  # [L] -> [L, D]
+    """Embeddings of the zero-shot prompts `template.format(label)`, L2-normalised."""
+    labels = check_texts(labels, "labels")
+    check_template(template)
+    return embed_texts(model, processor, [template.format(label) for label in labels])
+
+
+def classify_embeddings(model, label_embeds, image_embeds, labels, top_k=None):  # [L, D], [I, D] -> I lists
+    """Per image, [(label, sigmoid probability)] best first (ties keep label order, as the pipeline's sort)."""
+    probs = sigmoid(match_logits(model, label_embeds, image_embeds).T)  # [I, L]
+    return [ranked(labels, row, top_k) for row in probs]
+
+
+def check_template(template):
+    """A hypothesis template with exactly one `{}` slot."""
+    if not isinstance(template, str) or template.count("{}") != 1 or template.replace("{}", "").count("{") > 0:
+        raise InputError(f"template must contain exactly one '{{}}' where the label goes, got {template!r}")
+
+
+def rank_texts(model, processor, image, texts, top_k=None, max_num_patches=None):
+    """[(text, probability)] best first: which captions match one image (texts used as given, no template)."""
+    texts = check_texts(texts, "texts")
+    text_embeds = embed_texts(model, processor, texts)  # [T, D]
+    image_embeds = embed_images(model, processor, [image], max_num_patches=max_num_patches)  # [1, D]
+    return ranked(texts, sigmoid(match_logits(model, text_embeds, image_embeds)[:, 0]), top_k)
+
+
+def rank_images(model, processor, text, images, top_k=None, max_num_patches=None):
+    """[(image index, probability)] best first: which of `images` match the text `text`."""
+    image_embeds = embed_images(model, processor, images, max_num_patches=max_num_patches)  # [I, D]
+    return search(model, processor, text, image_embeds, top_k)
+
+
+def search(model, processor, query, image_embeds, top_k=5):
+    """[(row, probability)] best first: rows of precomputed L2-normalised `image_embeds` [I, D] for a text query."""
+    query = check_texts([query], "query")[0]
+    text_embeds = embed_texts(model, processor, [query])  # [1, D]
+    image_embeds = np.asarray(image_embeds)
+    if image_embeds.ndim != 2 or not len(image_embeds):
+        raise InputError(f"image_embeds: expected a non-empty [I, D] array, got shape {image_embeds.shape}")
+    probs = sigmoid(match_logits(model, text_embeds, image_embeds)[0])  # [I]
+    return ranked(list(range(len(image_embeds))), probs, top_k)
+
+
+# ---------------------------------------------------------------- embedding files
+
+EMBEDDINGS_FORMAT = "siglip2-ref-embeddings/1"
+
+
+def save_embeddings(path, embeddings, paths, metadata=None):
+    """Write embeddings [I, D] and their source paths to `.safetensors` (paths in the header) or `.npz`.
+
+    The file is written next to `path` and renamed into place, so an interrupted run never leaves half a file.
+    """
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if embeddings.ndim != 2 or len(embeddings) != len(paths):
+        raise InputError(f"embeddings {embeddings.shape} and {len(paths)} paths do not match")
+    meta = {"format": EMBEDDINGS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}}
+    tmp = f"{path}.partial{os.path.splitext(path)[1]}"
+    if str(path).endswith(".npz"):
+        np.savez(tmp, embeddings=embeddings, paths=np.array(list(paths), dtype=str), metadata=np.array(json.dumps(meta)))
+    else:
+        from safetensors.numpy import save_file
+
+        save_file({"embeddings": embeddings}, tmp, metadata={**meta, "paths": json.dumps(list(paths))})
+    os.replace(tmp, path)
+
+
+def load_embeddings(path):
+    """(embeddings [I, D] float32, paths, metadata dict) from a file written by `save_embeddings`."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such embeddings file (make one with `siglip2-ref embed`)")
+    try:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as f:
+                embeddings, paths, meta = f["embeddings"], [str(p) for p in f["paths"]], json.loads(str(f["metadata"]))
+        else:
+            from safetensors import safe_open
+
+            with safe_open(path, "np") as f:
+                meta = dict(f.metadata() or {})
+                embeddings = f.get_tensor("embeddings")
+            paths = json.loads(meta.pop("paths"))
+    except Exception as e:  # zip/JSON/KeyError, or safetensors' own SafetensorError: all mean "not our file"
+        raise InputError(f"{path}: not an embeddings file written by `siglip2-ref embed` ({type(e).__name__}: {e})") from e
+    if meta.get("format") != EMBEDDINGS_FORMAT or embeddings.ndim != 2 or len(paths) != len(embeddings):
+        raise InputError(f"{path}: not an embeddings file written by `siglip2-ref embed` (format {meta.get('format')!r})")
+    return embeddings, paths, meta
