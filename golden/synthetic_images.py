@@ -53,23 +53,22 @@ CASES_BY_NAME = {c.name: c for c in CASES}
 def base_rgb(height, width, seed):  # -> [H, W, 3] uint8
     """Gradients, a few discs and boxes, and mild noise: edges and smooth regions, all in integers."""
     rng = np.random.default_rng(seed)
-    y = np.arange(height, dtype=np.int64)[:, None]
-    x = np.arange(width, dtype=np.int64)[None, :]
-    img = np.empty((height, width, 3), np.int64)
+    y = np.arange(height, dtype=np.int32)[:, None]
+    x = np.arange(width, dtype=np.int32)[None, :]
+    img = np.empty((height, width, 3), np.int16)
     img[..., 0] = (x * 255) // max(width - 1, 1)
     img[..., 1] = (y * 255) // max(height - 1, 1)
     img[..., 2] = ((x + 2 * y) * 7) % 256
     for _ in range(6):
-        cy, cx = rng.integers(0, height), rng.integers(0, width)
+        cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
         r = int(rng.integers(1, max(2, min(height, width) // 2 + 2)))
-        colour = rng.integers(0, 256, 3)
-        disc = (y - cy) ** 2 + (x - cx) ** 2 < r * r
-        img[disc] = colour
+        disc = (y - cy) ** 2 + (x - cx) ** 2 < r * r  # [H, W]
+        img[disc] = rng.integers(0, 256, 3)
     for _ in range(4):
-        y0, x0 = rng.integers(0, height), rng.integers(0, width)
-        y1, x1 = y0 + rng.integers(1, height + 1), x0 + rng.integers(1, width + 1)
-        img[y0:y1, x0:x1] = (img[y0:y1, x0:x1] + rng.integers(0, 256, 3)) // 2
-    img += rng.integers(-3, 4, img.shape)  # mild noise: rounding is exercised, goldens still compress
+        y0, x0 = int(rng.integers(0, height)), int(rng.integers(0, width))
+        y1, x1 = y0 + int(rng.integers(1, height + 1)), x0 + int(rng.integers(1, width + 1))
+        img[y0:y1, x0:x1] = (img[y0:y1, x0:x1] + rng.integers(0, 256, 3).astype(np.int16)) // 2
+    img += rng.integers(-3, 4, img.shape, dtype=np.int8)  # mild noise: rounding is exercised, goldens compress
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -96,9 +95,9 @@ def from_buffer(mode, array):
 def draw_pil(kind, h, w, seed):
     """PIL image of the given mode drawn from the base pattern."""
     rgb = base_rgb(h, w, seed)
-    alpha = channel_pattern(h, w, seed).astype(np.uint8)
     if kind == "RGB":
         return from_buffer("RGB", rgb)
+    alpha = channel_pattern(h, w, seed).astype(np.uint8)
     if kind == "RGBA":
         return from_buffer("RGBA", np.dstack([rgb, alpha]))
     if kind == "LA":

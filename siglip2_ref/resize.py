@@ -100,31 +100,33 @@ def torch_axis_table(in_size, out_size, resample):  # -> start [O], int weights 
     return start, round_half_away(weights * (1 << precision)), precision
 
 
-def resample_axis(image, axis, table):  # [C, H, W] uint8 -> resized along axis 1 (rows) or 2 (columns)
+def resample_axis(image, axis, table, block_elements=1 << 21):  # [C, H, W] uint8 -> resized along axis 1 or 2
     """One separable pass: int32 multiply-accumulate over the K taps, rounding shift, clip to uint8.
 
-    Both references accumulate in 32-bit integers starting from half an output step.
+    Both references accumulate in 32-bit integers starting from half an output step. Vectorised as a gather of
+    all taps ([O, K] index table) and an integer einsum, a block of rows (or columns) at a time.
     Mirrors: Resample.c ImagingResampleHorizontal_8bpc / ImagingResampleVertical_8bpc and ATen's
     basic_loop_aa_horizontal<uint8_t> / basic_loop_aa_vertical<uint8_t> (same arithmetic, own precision).
     """
     start, weights, precision = table
-    in_size = image.shape[axis]
+    C, in_size = image.shape[0], image.shape[axis]
     O, K = weights.shape
+    taps = np.minimum(start[:, None] + np.arange(K), in_size - 1).ravel()  # [O K]
+    weights = weights.astype(np.int32)
+    other = 3 - axis  # the spatial axis that is not resampled
     out_shape = list(image.shape)
     out_shape[axis] = O
-    w_shape = [1, 1, 1]
-    w_shape[axis] = O
-    weights = weights.astype(np.int32)
-    acc = np.full(out_shape, 1 << (precision - 1), np.int32)  # [C, O, W] or [C, H, O]
-    src = np.empty(out_shape, np.uint8)
-    term = np.empty(out_shape, np.int32)
-    for k in range(K):  # K is about 2 * scale + 1; each step is one vectorised gather + MAC
-        if not weights[:, k].any():
-            continue
-        np.take(image, np.minimum(start + k, in_size - 1), axis=axis, out=src)
-        np.multiply(src, weights[:, k].reshape(w_shape), out=term)
-        acc += term
-    return np.clip(acc >> precision, 0, 255).astype(np.uint8)
+    out = np.empty(out_shape, np.uint8)  # [C, O, W] or [C, H, O]
+    step = max(1, block_elements // (C * O * K))
+    for b0 in range(0, image.shape[other], step):
+        block = (slice(None), slice(b0, b0 + step)) if other == 1 else (slice(None), slice(None), slice(b0, b0 + step))
+        gathered = np.take(image[block], taps, axis=axis)  # [C, b, O K] or [C, O K, b]
+        if axis == 2:
+            acc = np.einsum("cbok,ok->cbo", gathered.reshape(C, -1, O, K), weights, dtype=np.int32)
+        else:
+            acc = np.einsum("cokb,ok->cob", gathered.reshape(C, O, K, -1), weights, dtype=np.int32)
+        out[block] = np.clip((acc + (1 << (precision - 1))) >> precision, 0, 255)
+    return out
 
 
 def pillow_vertical_first(in_hw, out_hw, pass_order="pillow13"):
@@ -184,35 +186,59 @@ def resize_torchvision(image, size, resample="bilinear"):  # [C, H, W] u8 -> [C,
     return image
 
 
-def resample_axis_float(image, axis, start, weights):  # [C, H, W] float -> resized along axis 1 or 2
-    """One separable pass on float pixels, accumulated in float64 (no rounding to uint8)."""
+def filter_weights_float32(in_size, out_size, support1, kernel):  # -> start [O], weights float32 [O, K]
+    """Resampling weights computed in float32, as ATen does for float images (opmath_t = float).
+
+    Mirrors: UpSampleKernel.cpp _compute_indices_min_size_weights_aa<float>.
+    """
+    f = np.float32
+    scale = f(in_size) / f(out_size)
+    support = f(support1) * scale if scale >= 1 else f(support1)
+    invscale = f(1) / scale if scale >= 1 else f(1)
+    K = int(math.ceil(support)) * 2 + 1
+    center = scale * (np.arange(out_size, dtype=f) + f(0.5))  # [O]
+    start = np.maximum(np.trunc(center - support + f(0.5)), 0).astype(np.int64)
+    stop = np.minimum(np.trunc(center + support + f(0.5)), in_size).astype(np.int64)
+    taps = np.arange(K)
+    valid = taps[None, :] < (stop - start)[:, None]  # [O, K]
+    x = ((start[:, None] + taps[None, :]).astype(f) - center[:, None] + f(0.5)) * invscale
+    weights = np.where(valid, kernel(x).astype(f), f(0))  # [O, K]
+    total = np.zeros(out_size, f)
+    for k in range(K):  # left-to-right float32 sum
+        total = total + weights[:, k]
+    return start, np.where(total[:, None] != 0, weights / np.where(total != 0, total, f(1))[:, None], weights).astype(f)
+
+
+def resample_axis_float(image, axis, start, weights):  # [C, H, W] float32 -> resized along axis 1 or 2
+    """One separable pass on float32 pixels: t = x0 w0, then t = fma(xk, wk, t), kept in float32.
+
+    A float64 product plus float64 sum rounded to float32 stands in for the fused multiply-add.
+    """
     in_size = image.shape[axis]
     O, K = weights.shape
     w_shape = [1, 1, 1]
     w_shape[axis] = O
-    out_shape = list(image.shape)
-    out_shape[axis] = O
-    acc = np.zeros(out_shape, np.float64)
+    acc = None
     for k in range(K):
-        if weights[:, k].any():
-            acc += np.take(image, np.minimum(start + k, in_size - 1), axis=axis) * weights[:, k].reshape(w_shape)
+        src = np.take(image, np.minimum(start + k, in_size - 1), axis=axis).astype(np.float64)
+        term = src * weights[:, k].astype(np.float64).reshape(w_shape)
+        acc = term.astype(np.float32) if acc is None else (acc.astype(np.float64) + term).astype(np.float32)
     return acc
 
 
 def resize_float_torchvision(image, size, resample="bilinear"):  # [C, H, W] float -> [C, h, w] float32
-    """Antialiased resize of a float image as torchvision does it (no uint8 rounding), to float32 precision.
+    """Antialiased resize of a float image as torchvision does it (float32, no uint8 rounding).
 
-    Not bit-exact: ATen accumulates in float32 with float32 weights; this accumulates in float64 (about 1e-7).
-    Mirrors: ATen _upsample_bilinear2d_aa / _upsample_bicubic2d_aa, float path (horizontal pass first).
+    Close to, not bit-exact with, ATen (its compiled kernel's operation order is not fully reproduced; about
+    1e-7 relative). Mirrors: ATen _upsample_bilinear2d_aa / _upsample_bicubic2d_aa, float path (width first).
     """
     h, w = (int(s) for s in size)
-    resample = RESAMPLE_NAMES[resample]
-    support1, _, torch_kernel = FILTERS[resample]
-    x = image.astype(np.float64)
+    support1, _, torch_kernel = FILTERS[RESAMPLE_NAMES[resample]]
+    x = image.astype(np.float32)
     for axis, n_out in [(2, w), (1, h)]:
         if x.shape[axis] != n_out:
-            x = resample_axis_float(x, axis, *filter_weights(x.shape[axis], n_out, support1, torch_kernel))
-    return x.astype(np.float32)
+            x = resample_axis_float(x, axis, *filter_weights_float32(x.shape[axis], n_out, support1, torch_kernel))
+    return x
 
 
 def resize(image, size, resample="bilinear", backend="pil", pass_order="pillow13"):  # [C, H, W] -> [C, h, w]
