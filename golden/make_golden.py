@@ -201,9 +201,14 @@ def make_inputs():
 # Which stages a case stores per tower ("all": hidden states, attention maps and the extra
 # vision stages; "hidden": the same without the per-layer attention maps; "pooled": only
 # pooler_output). Text stages are [T, 64, D] and dominate the size, so each case keeps the
-# stages of what it is about; the float64 cases drop the attention maps.
+# stages of what it is about.
+# Float64 cases run SDPA: transformers' eager attention computes the softmax in float32 even for a
+# float64 model (`softmax(..., dtype=torch.float32)`), which limits eager float64 to ~1e-7; SDPA (and the
+# MAP head's nn.MultiheadAttention) stay in float64. SDPA returns no attention maps, so float64 cases
+# store none.
 def case(name, checkpoint, inputs, dtype, description, attn="eager", call=None, vision="all", text="all"):
     if dtype == "float64":
+        attn = "sdpa"
         vision = "hidden" if vision == "all" else vision
         text = "hidden" if text == "all" else text
     return {"case": name, "checkpoint": checkpoint, "inputs": inputs, "dtype": dtype, "attn": attn,
