@@ -9,7 +9,7 @@ three explicitly (padding=False, "longest", another max_length, ...) behaves as 
 
 import os
 
-from .image_processing import load_image_processor, read_preprocessor_config
+from .image_processing import load_image_processor
 from .tokenizer import load_tokenizer, read_variant
 
 TEXT_DEFAULTS = {"padding": "max_length", "max_length": 64, "truncation": True}
@@ -79,8 +79,6 @@ def load_processor(path, resize_backend="pil", lowercase=None):
     if not (has_tokenizer or has_images):
         raise FileNotFoundError(f"{folder}: neither tokenizer.model nor preprocessor_config.json found")
     variant = read_variant(folder)
-    if variant is None and has_images:  # read_variant already looks there; keep the error path explicit
-        read_preprocessor_config(folder)
     model_type = {"naflex": "siglip2", "fixres": "siglip"}.get(variant)
     image_processor = load_image_processor(folder, resize_backend, model_type=model_type) if has_images else None
     tokenizer = load_tokenizer(folder, lowercase=lowercase, variant=variant) if has_tokenizer else None
