@@ -3,8 +3,14 @@
 from .backend import to_numpy
 from .config import ConfigError
 from .model import Model, load_model
+from .pipelines import embed_images, embed_texts, rank_images, rank_texts, search, zero_shot
+from .processor import Processor, load_processor
 from .vision import InputError
 from .weights import CheckpointError
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "to_numpy", "Model", "ConfigError", "CheckpointError", "InputError"]
+__all__ = [
+    "load_model", "load_processor", "zero_shot", "to_numpy",
+    "embed_images", "embed_texts", "rank_images", "rank_texts", "search",
+    "Model", "Processor", "ConfigError", "CheckpointError", "InputError",
+]  # fmt: skip
