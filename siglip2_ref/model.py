@@ -10,6 +10,7 @@ import numpy as np
 from .backend import backend_module, get_xp, to_backend
 from .checkpoint import resolve_checkpoint
 from .config import load_config
+from .fast import FastEncoder
 from .layers import encoder
 from .text import text_model
 from .vision import InputError, vision_model
@@ -193,13 +194,14 @@ class Model:
             raise InputError(f"this checkpoint ({self.config.architecture or self.config.model_type}) has no {tower} tower")
 
     def vision_forward(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None,
-                       interpolate_pos_encoding=False, keep_hidden=False, keep_attentions=False):  # fmt: skip
-        """All named vision intermediates (see vision.vision_model)."""
+                       interpolate_pos_encoding=False, keep_hidden=False, keep_attentions=False,
+                       position_resize="antialiased-bilinear"):  # fmt: skip
+        """All named vision intermediates (see vision.vision_model; `position_resize`: docs/conventions.md)."""
         self._require("vision")
         cfg = self.config.vision
         pixels, mask, shapes = check_image_inputs(cfg, pixel_values, pixel_attention_mask, spatial_shapes, self.xp, self.dtype)
         return vision_model(self.params["vision_model"], cfg, pixels, mask, shapes, interpolate_pos_encoding, keep_hidden,
-                            keep_attentions, self.run_encoder)  # fmt: skip
+                            keep_attentions, self.run_encoder, position_resize)  # fmt: skip
 
     def text_forward(self, input_ids, attention_mask=None, position_ids=None, keep_hidden=False, keep_attentions=False):
         """All named text intermediates (see text.text_model)."""
@@ -260,12 +262,18 @@ class Model:
         return ImageClassifierOutput(logits, vision["hidden_states"], vision["attentions"], tower_output(vision))
 
 
-def load_model(path, backend="numpy", dtype="float32"):
-    """Load a SigLIP / SigLIP 2 checkpoint folder (or a hub id in the local HF cache) onto `backend` in `dtype`."""
+def load_model(path, backend="numpy", dtype="float32", fast=True):
+    """Load a SigLIP / SigLIP 2 checkpoint folder (or a hub id in the local HF cache) onto `backend` in `dtype`.
+
+    fast=True (NumPy, float32/float64) runs the encoders through `fast.FastEncoder` (same weights, blocked and
+    multi-threaded); fast=False, CuPy and float16 use the plain `layers.encoder`. Both give the same results
+    within float32 rounding (tests/test_fast.py).
+    """
     folder = resolve_checkpoint(path)
     config = load_config(folder)
     params = load_params(folder, config, dtype)
     xp = backend_module(backend)
     if xp is not np:
         params = tree_map(xp.asarray, params)
-    return Model(config, params, backend, dtype, folder)
+    fast = fast and xp is np and dtype in ("float32", "float64")  # the fast path is NumPy-only
+    return Model(config, params, backend, dtype, folder, FastEncoder() if fast else encoder)

@@ -1,0 +1,279 @@
+"""A faster CPU encoder: the math of `layers.encoder`, arranged for speed (NumPy only).
+
+Shape alphabet: B batch, N sequence, M keys attended to, T = B*N token rows, R rows of one block,
+Q queries of one block, h heads of one block, D width, H heads, K head dim (D = H*K), F MLP width.
+
+`layers.py` stays the readable reference; `FastEncoder` is a drop-in for its `encoder` (same signature,
+same outputs, the checkpoint's own weight arrays: nothing is copied or re-laid) and tests/test_fast.py
+proves the two agree. What differs, and why (docs/performance.md has the measurements):
+
+1. Token rows go through each layer in blocks of about BLOCK_ROWS rows, and the elementwise work
+   (LayerNorm, bias adds, GELU, residual adds, softmax) runs in place on the block BLAS has just written,
+   in per-worker scratch buffers: no full-size temporaries, data still in cache, no dtype copies.
+2. Blocks are shared by a small pool of threads while BLAS runs single-threaded. NumPy releases the GIL
+   inside ufuncs and matmul, so the elementwise work, which plain NumPy runs on one core, uses all of them.
+3. Attention runs per (image, head group, query block), so the scores never exceed SCORE_BYTES per worker:
+   memory grows linearly with the sequence length, not quadratically. Keys that are padding at the end of
+   an image (NaFlex) are skipped: their weight is exactly 0 in the reference too.
+4. q is scaled by K^-0.5 before q k^T (the same numbers when that is a power of two, as for head dim 64),
+   the softmax is normalised after the product with v unless the weights are asked for, and GELU uses one
+   exp instead of a tanh: each a smaller pass, each within one rounding of the reference.
+
+NumPy only, float32 and float64: anything else (CuPy arrays, float16) goes to `layers.encoder`.
+"""
+
+import itertools
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .layers import ACTIVATIONS, SQRT_2_OVER_PI, encoder
+
+try:  # optional: without it the pool stays at one worker and BLAS keeps its own threads
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover
+    ThreadpoolController = None
+
+BLOCK_ROWS = 256  # token rows per block: big enough for BLAS to run at full speed, small enough for cache
+SCORE_BYTES = 1 << 19  # one worker's attention scores (512 KiB: the L2 of a Zen 3 or Skylake core)
+MIN_THREADED_FLOP = 2e8  # below this a layer runs on one worker: pool overhead would exceed the gain
+GELU_TANH = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")
+
+
+# ---------------------------------------------------------------- in-place elementwise kernels on one block
+
+
+def layer_norm_into(x, weight, bias, eps, out, tmp):  # [R, D] -> out [R, D]; tmp [R, D] scratch
+    """layers.layer_norm with the same operations in the same order, written into `out` without temporaries."""
+    mean = x.mean(axis=-1, keepdims=True)  # [R, 1]
+    np.subtract(x, mean, out=out)
+    np.multiply(out, out, out=tmp)
+    std = tmp.mean(axis=-1, keepdims=True)  # [R, 1], the biased variance
+    std += eps
+    np.sqrt(std, out=std)
+    out /= std
+    out *= weight
+    out += bias
+    return out
+
+
+def gelu_tanh_(x, tmp):  # [R, F] -> [R, F] in place; tmp [R, F] scratch
+    """layers.gelu_tanh in place, through 0.5 (1 + tanh u) = sigmoid(2u): x / (1 + exp(-2u)).
+
+    u = sqrt(2/pi) (x + 0.044715 x^3). One exp instead of a tanh halves the cost in NumPy; for x << 0,
+    exp overflows to inf and the result is -0.0, as the tanh form gives.
+    """
+    np.multiply(x, x, out=tmp)
+    tmp *= -2 * SQRT_2_OVER_PI * 0.044715
+    tmp -= 2 * SQRT_2_OVER_PI
+    tmp *= x  # -2u
+    with np.errstate(over="ignore"):
+        np.exp(tmp, out=tmp)
+    tmp += 1.0
+    x /= tmp
+    return x
+
+
+def activation_(x, act, tmp):  # [R, F] in place
+    if act in GELU_TANH:
+        return gelu_tanh_(x, tmp)
+    x[...] = ACTIVATIONS[act](x)  # the activations no official checkpoint uses: the plain function
+    return x
+
+
+def softmax_(scores):  # [..., M] in place -> row sums [..., 1]
+    """exp(s - max) in place; returns the row sums, so that the caller divides where it is cheapest."""
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    return scores.sum(axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------- one layer in three steps, each over blocks
+
+
+def qkv_block(rows, h, layer, eps, scale, qkv, scratch):  # rows of h [T, D] -> rows of q, k, v [T, D] each
+    """LayerNorm 1 and the q, k, v projections of one block of token rows; q comes out scaled by K^-0.5."""
+    x = h[rows]  # [R, D]
+    y = layer_norm_into(x, **layer["layer_norm1"], eps=eps, out=scratch.get("y", x.shape, x.dtype), tmp=scratch.get("t", x.shape, x.dtype))
+    for name, out in zip(("q_proj", "k_proj", "v_proj"), qkv):
+        proj = layer["self_attn"][name]
+        np.matmul(y, proj["weight"].T, out=out[rows])  # [R, D]
+        out[rows] += proj["bias"]
+    qkv[0][rows] *= scale
+
+
+def attention_block(task, qkv, ctx, N, H, keys, weights, scratch):  # one (image, head group, query block)
+    """softmax(q k^T + bias) v for heads h0:h1 and queries q0:q1 of image b, written into ctx.
+
+    `keys[b]` is (M, bias): attend to the first M keys, adding `bias` [M] (None when the rest are padding).
+    """
+    b, h0, h1, q0, q1 = task
+    M, bias = keys[b]
+    first = b * N
+    q, k, v = (a[first : first + N].reshape(N, H, -1)[:, h0:h1] for a in qkv)  # [N, h, K] views; n (h k) -> n h k
+    q, k, v = q[q0:q1].transpose(1, 0, 2), k[:M].transpose(1, 2, 0), v[:M].transpose(1, 0, 2)  # [h, Q, K] [h, K, M] [h, M, K]
+    out = ctx[first + q0 : first + q1].reshape(q1 - q0, H, -1)[:, h0:h1].transpose(1, 0, 2)  # [h, Q, K] view
+    s = scratch.get("s", (h1 - h0, q1 - q0, M), ctx.dtype)  # [h, Q, M]
+    np.matmul(q, k, out=s)
+    if bias is not None:
+        s += bias
+    sums = softmax_(s)  # [h, Q, 1]
+    if weights is None:
+        np.matmul(s, v, out=out)
+        out /= sums
+    else:
+        s /= sums
+        weights[b, h0:h1, q0:q1, :M] = s
+        np.matmul(s, v, out=out)
+
+
+def mlp_block(rows, h, layer, eps, act, ctx, scratch):  # rows of h [T, D] updated in place
+    """Attention output projection + residual, then LayerNorm 2, MLP and residual, for one block of rows."""
+    x, c = h[rows], ctx[rows]  # [R, D]
+    R, D = x.shape
+    fc1, fc2, out_proj = layer["mlp"]["fc1"], layer["mlp"]["fc2"], layer["self_attn"]["out_proj"]
+    t = scratch.get("t", (R, D), x.dtype)
+    np.matmul(c, out_proj["weight"].T, out=t)
+    t += out_proj["bias"]
+    x += t  # residual 1
+    y = layer_norm_into(x, **layer["layer_norm2"], eps=eps, out=scratch.get("y", (R, D), x.dtype), tmp=t)
+    u = scratch.get("u", (R, fc1["bias"].shape[0]), x.dtype)  # [R, F]
+    np.matmul(y, fc1["weight"].T, out=u)
+    u += fc1["bias"]
+    activation_(u, act, scratch.get("v", u.shape, x.dtype))
+    np.matmul(u, fc2["weight"].T, out=t)
+    t += fc2["bias"]
+    x += t  # residual 2
+
+
+# ---------------------------------------------------------------- how the work is cut
+
+
+def split_rows(T, workers):  # -> [slice]
+    """About BLOCK_ROWS rows per block, the number of blocks a multiple of `workers` so that they share evenly."""
+    count = -(-T // BLOCK_ROWS)
+    count = -(-count // workers) * workers
+    step = -(-T // count)
+    return [slice(r, min(r + step, T)) for r in range(0, T, step)]
+
+
+def attention_tasks(B, N, H, itemsize):  # -> [(b, h0, h1, q0, q1)]
+    """Chunks whose scores (h x Q x N) fit SCORE_BYTES: groups of whole heads when one fits, else query blocks."""
+    per_head = N * N * itemsize
+    if per_head <= SCORE_BYTES:
+        g = min(H, SCORE_BYTES // per_head)  # heads per chunk
+        return [(b, h, min(h + g, H), 0, N) for b in range(B) for h in range(0, H, g)]
+    Q = max(8, SCORE_BYTES // (N * itemsize))  # query rows per chunk
+    return [(b, h, h + 1, q, min(q + Q, N)) for b in range(B) for h in range(H) for q in range(0, N, Q)]
+
+
+def key_ranges(bias, B, N):  # [B, 1, 1, N] or None -> [(M, bias row [N] or None)] per image
+    """Per image: attend to the first M keys when all others are masked (finfo.min), else to all N with the bias row."""
+    if bias is None:
+        return [(N, None)] * B
+    rows = np.broadcast_to(bias, (B, 1, 1, N))[:, 0, 0]  # [B, N]
+    masked = np.finfo(rows.dtype).min
+    keys = []
+    for row in rows:
+        M = int((row == 0).sum())
+        if M > 0 and (row[:M] == 0).all() and (row[M:] == masked).all():
+            keys.append((M, None))  # exp(finfo.min - max) is exactly 0: leaving these keys out changes nothing
+        else:
+            keys.append((N, np.ascontiguousarray(row)))
+    return keys
+
+
+# ---------------------------------------------------------------- the thread pool
+
+
+class Scratch:
+    """One worker's reusable buffers: `get(name, shape, dtype)` returns a view, growing the buffer when needed."""
+
+    def __init__(self):
+        self.buffers = {}
+
+    def get(self, name, shape, dtype):
+        size = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < size:
+            buf = self.buffers[name] = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
+
+
+class Workers:
+    """`n` workers (the calling thread and n - 1 pool threads) pulling tasks from one shared counter."""
+
+    def __init__(self, n):
+        self.n = n
+        self.pool = ThreadPoolExecutor(n - 1, thread_name_prefix="siglip2_ref") if n > 1 else None
+        self.scratch = [Scratch() for _ in range(n)]
+
+    def run(self, fn, tasks, n):
+        """fn(task, scratch) for every task on min(n, self.n) workers; returns when all are done."""
+        n = max(1, min(n, self.n, len(tasks)))
+        counter = itertools.count()
+
+        def loop(w):
+            while (i := next(counter)) < len(tasks):  # itertools.count is atomic under the GIL
+                fn(tasks[i], self.scratch[w])
+
+        futures = [self.pool.submit(loop, w) for w in range(1, n)]
+        try:
+            loop(0)
+        finally:
+            for f in futures:
+                f.result()
+
+
+def blas_thread_count():
+    """Threads BLAS is set to use now (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or the core count); 1 if unknown."""
+    if ThreadpoolController is None:
+        return 1
+    counts = [lib["num_threads"] for lib in ThreadpoolController().info() if lib["user_api"] == "blas"]
+    return max(counts, default=1)
+
+
+# ---------------------------------------------------------------- the encoder
+
+
+class FastEncoder:
+    """Drop-in for `layers.encoder` (`Model.run_encoder`), running on `workers` threads (default: BLAS's count).
+
+    It holds no weights, only the thread pool and its scratch buffers; calls from several threads take turns.
+    """
+
+    def __init__(self, workers=None):
+        self.workers = Workers(workers or blas_thread_count())
+        self.controller = ThreadpoolController() if ThreadpoolController is not None and self.workers.n > 1 else None
+        self.lock = threading.Lock()  # one call at a time owns the scratch buffers
+
+    def __call__(self, x, bias, layers, cfg, keep_hidden=False, keep_attentions=False):  # [B, N, D] -> [B, N, D], tuples
+        if type(x) is not np.ndarray or x.dtype not in (np.float32, np.float64):
+            return encoder(x, bias, layers, cfg, keep_hidden, keep_attentions)  # CuPy, float16: the plain path
+        with self.lock:
+            if self.controller is None:
+                return self.run(x, bias, layers, cfg, keep_hidden, keep_attentions)
+            with self.controller.limit(limits=1, user_api="blas"):  # our threads replace BLAS's own
+                return self.run(x, bias, layers, cfg, keep_hidden, keep_attentions)
+
+    def run(self, x, bias, layers, cfg, keep_hidden, keep_attentions):  # [B, N, D] -> [B, N, D], tuples
+        B, N, D = x.shape
+        H, T = cfg.num_attention_heads, B * N
+        h = np.array(x, order="C").reshape(T, D)  # [T, D], the residual stream, updated in place
+        qkv, ctx = [np.empty((T, D), x.dtype) for _ in range(3)], np.empty((T, D), x.dtype)  # [T, D] each
+        n = 1 if 2 * T * D * (4 * D + 2 * cfg.intermediate_size) < MIN_THREADED_FLOP else self.workers.n
+        rows, tasks, keys = split_rows(T, n), attention_tasks(B, N, H, x.itemsize), key_ranges(bias, B, N)
+        eps, act, scale = cfg.layer_norm_eps, cfg.hidden_act, (D // H) ** -0.5
+        hidden_states, attentions = [x], []
+        for layer in layers:
+            weights = np.zeros((B, H, N, N), x.dtype) if keep_attentions else None  # [B, H, N, N]
+            self.workers.run(lambda r, s: qkv_block(r, h, layer, eps, scale, qkv, s), rows, n)
+            self.workers.run(lambda task, s: attention_block(task, qkv, ctx, N, H, keys, weights, s), tasks, n)
+            self.workers.run(lambda r, s: mlp_block(r, h, layer, eps, act, ctx, s), rows, n)
+            if keep_hidden:
+                hidden_states.append(h.reshape(B, N, D).copy())
+            if keep_attentions:
+                attentions.append(weights)
+        return h.reshape(B, N, D), (tuple(hidden_states) if keep_hidden else None), (tuple(attentions) if keep_attentions else None)
