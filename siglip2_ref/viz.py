@@ -185,7 +185,8 @@ def overlay(pixels, heat_map, k):  # [h, w, 3], [gh, gw] in [0, 1] -> PIL (h k, 
     h, w = pixels.shape[:2]
     gh, gw = heat_map.shape
     cells = heat_colours(heat_map).repeat(h // gh, axis=0).repeat(w // gw, axis=1)  # [h, w, 3]
-    blend = 0.4 * pixels[: cells.shape[0], : cells.shape[1]].astype(np.float64) + 0.6 * cells
+    gray = pixels[: cells.shape[0], : cells.shape[1]].astype(np.float64).mean(axis=-1, keepdims=True)  # [h, w, 1]
+    blend = 0.35 * gray + 0.65 * cells  # a grey underlay, so image colours are not mistaken for heat
     return upscale(blend.astype(np.uint8), k)
 
 
@@ -217,8 +218,9 @@ def colour_bar(width, height=12):
     return Image.fromarray(ramp)
 
 
-def attention_figure(model, processor, image, max_num_patches=None, columns=5):
-    """(PIL figure, facts): the MAP head's attention over the patches, the mean over heads first, then each head.
+def attention_figure(model, processor, image, max_num_patches=None, columns=6):
+    """(PIL figure, facts): the model's view of the image, then the MAP head's attention over its patches:
+    the mean over heads, then each head.
 
     Each panel's colours span its own weight range (printed above it): a nearly flat head still shows
     contrast, so read the numbers too.
@@ -226,7 +228,11 @@ def attention_figure(model, processor, image, max_num_patches=None, columns=5):
     _, batch, pixels, facts = model_view(processor, image, model.config.vision.patch_size, max_num_patches)
     maps = head_attention_maps(model, batch, facts)  # [H, gh, gw]
     k = display_factor(*pixels.shape[:2], PANEL)
-    panels, face = [], font(13)
+    face = font(13)
+    picture = upscale(pixels, k)
+    panels = [Image.new("RGB", (picture.width, picture.height + 20), BACKGROUND)]
+    panels[0].paste(picture, (0, 20))
+    ImageDraw.Draw(panels[0]).text((0, 2), "what the model sees", fill=INK, font=face)
     for (name, low, high, _), m in zip(attention_summary(maps), [maps.mean(axis=0), *maps]):
         picture = overlay(pixels, stretch(m), k)
         panel = Image.new("RGB", (picture.width, picture.height + 20), BACKGROUND)
