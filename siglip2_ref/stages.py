@@ -5,9 +5,49 @@ The names are those of the golden files (golden/README.md) and of `siglip2-ref d
 `vision.last_hidden_state`, `vision.head_attention`, `vision.pooler_output`, `text.embeddings`,
 `text.hidden_states.{i}`, `text.attentions.{i}`, `text.last_hidden_state`, `text.pooler_output`,
 `image_embeds`, `text_embeds`, `logits_per_image`, `logits_per_text`, `probabilities`, `loss`, `logits`.
+`text.pooled_token` (the final-norm row the text head reads, position -1) is derived here.
+
+Preprocessing stages (`text.normalized`, `text.input_ids`, `image.rgb.{k}`, `image.resized.{k}`,
+`image.normalized.{k}`, `vision.pixel_values`, `vision.pixel_attention_mask`, `vision.spatial_shapes`) come from
+`conventions.preprocess`; `pipeline_order` sorts any set of stage names in the order the data flows.
+docs/stages.md lists every name with its shape and its transformers / big_vision counterpart.
 """
 
+import re
+
 from .model import sigmoid
+
+# Pipeline order: text, then image, then the joint head; within a tower, layer i's attention weights come
+# before its output hidden_states.{i+1}. Per-image preprocessing stages are grouped by step, then by image.
+PIPELINE = (
+    "text.normalized", "text.input_ids", "text.embeddings", "text.hidden_states.0", "text.layers",
+    "text.last_hidden_state", "text.pooled_token", "text.pooler_output",
+    "image.rgb", "image.resized", "image.normalized",
+    "vision.pixel_values", "vision.pixel_attention_mask", "vision.spatial_shapes",
+    "vision.patch_embeds", "vision.position_embeddings", "vision.hidden_states.0", "vision.layers",
+    "vision.last_hidden_state", "vision.head_attention", "vision.pooler_output",
+    "image_embeds", "text_embeds", "logits_per_image", "logits_per_text", "probabilities", "loss", "logits",
+)  # fmt: skip
+_LAYER = re.compile(r"^(text|vision)\.(attentions|hidden_states)\.(\d+)$")
+_PER_IMAGE = re.compile(r"^(image\.(?:rgb|resized|normalized))\.(\d+)$")
+
+
+def stage_key(name):
+    """Sort key placing `name` in pipeline order; unknown names go last, alphabetically."""
+    layer = _LAYER.match(name)
+    if layer and not (layer[2] == "hidden_states" and layer[3] == "0"):
+        tower, kind, i = layer[1], layer[2], int(layer[3])
+        step = 2 * i if kind == "attentions" else 2 * i - 1  # attentions.i, then hidden_states.{i+1}
+        return (PIPELINE.index(f"{tower}.layers"), step, "")
+    per_image = _PER_IMAGE.match(name)
+    if per_image:
+        return (PIPELINE.index(per_image[1]), int(per_image[2]), "")
+    return (PIPELINE.index(name), 0, "") if name in PIPELINE else (len(PIPELINE), 0, name)
+
+
+def pipeline_order(names):
+    """`names` sorted in the order the data flows through the model."""
+    return sorted(names, key=stage_key)
 
 TOWER_STAGES = ("patch_embeds", "position_embeddings", "embeddings", "last_hidden_state", "head_attention", "pooler_output")
 
@@ -22,16 +62,20 @@ def flatten_tower(prefix, out):
 
 
 def run_stages(model, input_ids=None, pixel_values=None, attention_mask=None, pixel_attention_mask=None,
-               spatial_shapes=None, interpolate_pos_encoding=False, return_loss=False, attentions=True):  # fmt: skip
-    """Run `model` once and return every named stage it produced."""
+               spatial_shapes=None, interpolate_pos_encoding=False, return_loss=False, attentions=True,
+               position_resize="antialiased-bilinear"):  # fmt: skip
+    """Run `model` once and return every named stage it produced (`position_resize`: docs/conventions.md)."""
     keep = dict(keep_hidden=True, keep_attentions=attentions)
     stages, vision, text = {}, None, None
     if pixel_values is not None:
-        vision = model.vision_forward(pixel_values, pixel_attention_mask, spatial_shapes, interpolate_pos_encoding, **keep)
+        resize = {} if position_resize == "antialiased-bilinear" else {"position_resize": position_resize}
+        vision = model.vision_forward(pixel_values, pixel_attention_mask, spatial_shapes, interpolate_pos_encoding,
+                                      **keep, **resize)  # fmt: skip
         stages |= flatten_tower("vision", vision)
     if input_ids is not None:
         text = model.text_forward(input_ids, attention_mask, **keep)
         stages |= flatten_tower("text", text)
+        stages["text.pooled_token"] = text["last_hidden_state"][:, -1]  # what the text head reads
     if model.config.is_classifier and vision is not None:
         stages["logits"] = model._classify(vision).logits
     elif vision is not None and text is not None and model.config.towers == "both":

@@ -86,19 +86,49 @@ def antialias_bilinear_weights(out_sizes, G, xp, dtype):  # [B] -> [B, n_out, G]
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
-def naflex_position_embeddings(table, spatial_shapes, max_length):  # [G*G, D], [B, 2] -> [B, N, D]
+def antialias_bicubic_weights(out_sizes, G, xp, dtype, a=-0.5):  # [B] -> [B, n_out, G]
+    """Per-axis weights of `F.interpolate(bicubic, align_corners=False, antialias=True)` from G to each size.
+
+    Keys' cubic (a = -0.5, as Pillow) stretched by the downscale factor; taps outside [xmin, xmax) are dropped and
+    rows normalised to sum 1, as ATen's _upsample_bicubic2d_aa computes them. Not the default: timm's NaFlexViT
+    resizes positions this way (`pos_embed_interp_mode="bicubic"`); SigLIP 2 was trained with the bilinear kind.
+    """
+    n_out = int(out_sizes.max())
+    scale = (G / out_sizes.astype(dtype))[:, None, None]  # [B, 1, 1]
+    stretch = xp.maximum(scale, 1)
+    support = 2 * stretch
+    index = xp.minimum(xp.arange(n_out)[None, :, None], out_sizes[:, None, None] - 1).astype(dtype)
+    center = (index + 0.5) * scale  # [B, n_out, 1]; ATen's centre, half a pixel right of the bilinear one
+    lo = xp.maximum(xp.trunc(center - support + 0.5), 0)
+    hi = xp.minimum(xp.trunc(center + support + 0.5), G)
+    i = xp.arange(G, dtype=dtype)
+    x = xp.abs((i - center + 0.5) / stretch)  # [B, n_out, G]
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    weights = xp.where(x < 1, near, xp.where(x < 2, far, 0)) * ((i >= lo) & (i < hi))
+    return (weights / weights.sum(axis=-1, keepdims=True)).astype(dtype)
+
+
+POSITION_RESIZE = {"antialiased-bilinear": antialias_bilinear_weights, "bicubic": antialias_bicubic_weights}
+
+
+def naflex_position_embeddings(table, spatial_shapes, max_length, method="antialiased-bilinear"):  # [G*G, D], [B, 2] -> [B, N, D]
     """The G x G table resized to each image's (h, w) patch grid, flattened row-major, padded to N rows.
 
     Padding rows get the value at grid position (0, 0), as transformers does (they are masked anyway).
     Computed in float32 for float32/float16 weights (transformers 5.x always resizes in float32);
     in float64 mode in float64, where transformers instead rounds through float32 (docs/parity.md).
+    `method` names the per-axis filter (`POSITION_RESIZE`): "antialiased-bilinear" (transformers, big_vision)
+    or "bicubic" (timm); docs/conventions.md.
     """
     xp = get_xp(table)
     G, D = int(round(table.shape[0] ** 0.5)), table.shape[1]
     dtype = xp.float64 if table.dtype == xp.float64 else xp.float32
     h, w = spatial_shapes[:, 0], spatial_shapes[:, 1]  # [B]
-    row_w = antialias_bilinear_weights(h, G, xp, dtype)  # [B, max h, G]
-    col_w = antialias_bilinear_weights(w, G, xp, dtype)  # [B, max w, G]
+    if method not in POSITION_RESIZE:
+        raise ValueError(f"unknown position resize {method!r}; expected one of {sorted(POSITION_RESIZE)}")
+    row_w = POSITION_RESIZE[method](h, G, xp, dtype)  # [B, max h, G]
+    col_w = POSITION_RESIZE[method](w, G, xp, dtype)  # [B, max w, G]
     position = xp.arange(max_length)[None, :]  # [1, N]
     real = position < (h * w)[:, None]  # [B, N]
     row = xp.where(real, position // w[:, None], 0)  # [B, N]; padding -> (0, 0)
@@ -139,13 +169,14 @@ def map_head(x, mask, cfg, probe, attention_params, layernorm, mlp_params):  # [
 # ---------------------------------------------------------------- the tower
 
 
-def vision_embeddings(params, cfg, pixel_values, spatial_shapes=None, interpolate_pos_encoding=False):
+def vision_embeddings(params, cfg, pixel_values, spatial_shapes=None, interpolate_pos_encoding=False,
+                      position_resize="antialiased-bilinear"):  # fmt: skip
     """Patch embeddings + position embeddings -> ([B, N, D], patch_embeds, position_embeddings)."""
     emb = params["embeddings"]
     table = emb["position_embedding"]["weight"]  # [G*G, D]
     if cfg.variant == "naflex":
         patch_embeds = naflex_patch_embeddings(pixel_values, **emb["patch_embedding"])  # [B, N, D]
-        positions = naflex_position_embeddings(table, spatial_shapes, pixel_values.shape[1])  # [B, N, D]
+        positions = naflex_position_embeddings(table, spatial_shapes, pixel_values.shape[1], position_resize)  # [B, N, D]
     else:
         xp = get_xp(table)
         patch_embeds = fixres_patch_embeddings(pixel_values.astype(table.dtype), **emb["patch_embedding"])
@@ -156,14 +187,16 @@ def vision_embeddings(params, cfg, pixel_values, spatial_shapes=None, interpolat
 
 
 def vision_model(params, cfg, pixel_values, pixel_attention_mask=None, spatial_shapes=None,
-                 interpolate_pos_encoding=False, keep_hidden=False, keep_attentions=False, run_encoder=encoder):  # fmt: skip
+                 interpolate_pos_encoding=False, keep_hidden=False, keep_attentions=False, run_encoder=encoder,
+                 position_resize="antialiased-bilinear"):  # fmt: skip
     """Pixels to pooled image embedding; returns a dict of named intermediates (big_vision's `out` style).
 
     Mirrors: SiglipVisionTransformer / Siglip2VisionTransformer (transformers), vit.py / naflex_vit.py (big_vision).
     NaFlex padding: padded patches are masked as keys everywhere, but their own rows still attend to real
     patches, so `last_hidden_state` rows of padding are garbage (as in transformers) and must be ignored.
     """
-    x, patch_embeds, positions = vision_embeddings(params, cfg, pixel_values, spatial_shapes, interpolate_pos_encoding)
+    x, patch_embeds, positions = vision_embeddings(params, cfg, pixel_values, spatial_shapes, interpolate_pos_encoding,
+                                                   position_resize)  # fmt: skip
     mask = pixel_attention_mask
     bias = None if mask is None else key_padding_bias(mask, x.dtype)  # [B, 1, 1, N]
     x, hidden_states, attentions = run_encoder(x, bias, params["encoder"]["layers"], cfg, keep_hidden, keep_attentions)
