@@ -21,29 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from siglip2_ref.backend import backend_module, to_numpy  # noqa: E402
-from siglip2_ref.config import parse_config  # noqa: E402
-from siglip2_ref.model import Model, load_model, tree_map  # noqa: E402
+from siglip2_ref.model import load_model  # noqa: E402
+from siglip2_ref.porting import random_model  # noqa: E402
 from siglip2_ref.stages import run_stages  # noqa: E402
 from siglip2_ref.tolerances import TIERS, measure  # noqa: E402
 from siglip2_ref.verify import case_names, load_case  # noqa: E402
-from siglip2_ref.weights import expected_shapes, nest  # noqa: E402
 
 BASE = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
 TINY = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
 PARITY_STAGES = ("vision.pooler_output", "text.pooler_output", "image_embeds", "logits_per_image")
-
-
-def random_model(variant, sizes, backend, dtype, seed=0, vocab=256000):
-    """A model of `sizes` with random weights built in memory (no checkpoint download)."""
-    vision = sizes | ({"num_patches": 256} if variant == "naflex" else {"image_size": 224}) | {"patch_size": 16}
-    raw = {"model_type": "siglip2" if variant == "naflex" else "siglip", "vision_config": vision,
-           "text_config": sizes | {"vocab_size": vocab}}  # fmt: skip
-    config = parse_config(raw)
-    rng = np.random.default_rng(seed)
-    flat = {k: (rng.standard_normal(s, np.float32) / np.sqrt(s[-1])).astype(dtype) for k, s in expected_shapes(config).items()}
-    params = nest(flat)
-    xp = backend_module(backend)
-    return Model(config, tree_map(xp.asarray, params) if xp is not np else params, backend, np.dtype(dtype).name)
 
 
 def sync(xp):

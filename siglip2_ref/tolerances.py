@@ -29,6 +29,10 @@ TIERS = {
         Tier("float64_via_float32", 1e-6, "float64 run of a reference that rounds one step through float32 "
              "(transformers' NaFlex position resize; eager softmax(dtype=float32)): float32 eps 6e-8, amplified by depth"),
         Tier("float16", 2e-3, "float16 storage and matmuls (eps 1e-3), float32 softmax/LayerNorm statistics"),
+        Tier("float32_pixels", 1.2e-7, "normalised pixels from bit-identical uint8: float32 formulas differ in operation "
+             "order ((x / 255 - 0.5) / 0.5 vs (x - 127.5) / 127.5), at most 1 ulp at |x| = 1"),
+        Tier("bfloat16", 3e-2, "bfloat16 weights and activations (eps 3.9e-3), float32 softmax/LayerNorm "
+             "statistics and accumulation; measured with siglip2_ref.emulate (docs/porting.md)"),
     ]
 }
 
