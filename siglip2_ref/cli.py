@@ -624,7 +624,7 @@ COMMANDS = (  # name, one-line help, configure(parser), run(args), whether image
     ("classify", "zero-shot classification of images against text labels", configure_classify, run_classify, True),
     ("embed", "embed images (files, folders) into one .safetensors/.npz", configure_embed, run_embed, True),
     ("search", "find the embedded images that best match a text query", configure_search, run_search, True),
-    ("info", "checkpoint facts: sizes, parameters, dtype, tokenizer, ...", configure_info, run_info, False),
+    ("info", "checkpoint facts: sizes, parameters, dtypes, tokenizer", configure_info, run_info, False),
     ("patches", "PNG of how an image is resized and cut into patches", lambda p: configure_picture(p, "patches"), run_patches, True),
     ("attention", "PNG of the MAP head's attention over an image's patches", lambda p: configure_picture(p, "attention"),
      run_attention, True),
@@ -660,7 +660,7 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 
     def __init__(self, prog):
         super().__init__(prog, max_help_position=32)
-        self._action_max_length = 16  # argparse measures subcommand names without their indent
+        self._action_max_length = 20  # argparse measures subcommand names without their indent
 
 
 def add_commands(subparsers):
