@@ -553,6 +553,9 @@ def add_commands(subparsers):
         add_model_options(parser, images=False)
         add_global_options(parser)
         parser.set_defaults(run=run, dtype="float64")  # dumps are the truth: float64 unless asked
+        for action in parser._actions:  # argparse has no public way to reword another module's option help
+            if action.dest == "dtype":
+                action.help = "compute dtype of the model stages (default: float64, the truth)"
 
 
 def add_convention_options(parser):
