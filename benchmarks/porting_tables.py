@@ -4,8 +4,9 @@
     python benchmarks/porting_tables.py emulation     # per-stage error of float16/bfloat16 emulation
 
 Models: the demo checkpoints (siglip2_ref/demo, when trained) and random base-size weights
-(`porting.random_model`, B/16: D 768, 12 layers; NaFlex 256 patches, FixRes 224 px) with the demo's
-tokenizer (or the preprocessing goldens' toy tokenizer). Inputs: demo-style shape images at the sizes below and
+(`porting.random_model`, B/16: D 768, 12 layers; NaFlex 256 patches, FixRes 224 px; LayerNorm, embeddings,
+probe and logit scalars re-drawn by role, `by_role`) with the demo's tokenizer (or the preprocessing goldens'
+toy tokenizer). Inputs: demo-style shape images at the sizes below and
 zero-shot prompts; all seeded, so a rerun prints the same numbers on the same library versions.
 """
 
@@ -53,6 +54,38 @@ def tokenizer_folder():
     return DEMO_NAFLEX if (Path(DEMO_NAFLEX) / "tokenizer.model").is_file() else ROOT / "golden" / "preprocess" / "tokenizer"
 
 
+def by_role(model, seed=0):
+    """Re-draw the parameters whose plain N(0, 1/fan_in) draw makes a near-identity network (LayerNorm weights of
+    ~0.04 shrink every residual branch): LayerNorm, embeddings, probe and logit scalars by role, as the golden
+    generator perturbs them (golden/README.md). Matrices keep random_model's N(0, 1/fan_in)."""
+    rng = np.random.default_rng(seed)
+
+    def visit(node, path):
+        for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
+            name = f"{path}.{key}"
+            if isinstance(value, (dict, list)):
+                visit(value, name)
+                continue
+            noise = rng.standard_normal(value.shape)
+            parent = path.rsplit(".", 1)[-1]
+            norm = parent.startswith("layer_norm") or parent in ("layernorm", "post_layernorm", "final_layer_norm")
+            if norm and key == "weight":
+                node[key] = (1.0 + 0.1 * noise).astype(value.dtype)
+            elif key == "bias" or str(key).endswith("_bias") and key != "logit_bias":
+                node[key] = (0.1 * noise).astype(value.dtype)
+            elif name.endswith("token_embedding.weight"):
+                node[key] = (0.7 * noise).astype(value.dtype)
+            elif name.endswith("position_embedding.weight"):
+                node[key] = (0.5 * noise).astype(value.dtype)
+            elif name.endswith(".probe"):
+                node[key] = noise.astype(value.dtype)
+
+    visit(model.params, "")
+    model.params["logit_scale"] = np.full_like(model.params["logit_scale"], np.log(10.0))
+    model.params["logit_bias"] = np.full_like(model.params["logit_bias"], -2.0)
+    return model
+
+
 def models(variant, dtype="float32"):
     """[(name, model, processor)]: the demo checkpoint when present, and random base-size weights."""
     out = []
@@ -61,7 +94,7 @@ def models(variant, dtype="float32"):
         out.append((f"demo {variant}", load_model(demo, dtype=dtype), load_processor(demo)))
     tokenizer = load_tokenizer(tokenizer_folder(), variant=variant)
     image_processor = NaFlexImageProcessor() if variant == "naflex" else FixResImageProcessor(resample=2)
-    model = random_model(variant, BASE, dtype=dtype)
+    model = by_role(random_model(variant, BASE, dtype=dtype))
     model.run_encoder = FastEncoder()  # same results as layers.encoder within float32 rounding, several times faster
     out.append((f"random B/16 {variant}", model, Processor(tokenizer, image_processor)))
     return out

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import __version__
 from .backend import backend_module, to_numpy
-from .conventions import DEFAULT, Conventions, decode_strings, parse_conventions, preprocess
+from .conventions import DEFAULT, Conventions, parse_conventions, preprocess
 from .stages import pipeline_order, run_stages
 from .tolerances import TIERS, measure
 
