@@ -416,3 +416,17 @@ def test_bundle_manifest_is_json_with_tiers(bundle):
     on_disk = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert on_disk["tiers"]["float32_stage"]["rel"] == TIERS["float32_stage"].rel
     assert on_disk["variant"] == "naflex" and on_disk["dtype"] == "float64"
+
+
+def test_cli_emulated_dump_and_json_report(folder, image_files, tmp_path, capsys):
+    a, b = tmp_path / "bf16.safetensors", tmp_path / "f64.safetensors"
+    assert run(capsys, "dump", image_files[0], "--text", "a cat", "--model", folder, "--emulate", "bfloat16", "-o", a)[0] == 0
+    run(capsys, "dump", image_files[0], "--text", "a cat", "--model", folder, "-o", b)
+    _, manifest = read_dump(a)
+    assert manifest["precision"] == {"dtype": "float32", "emulation": "bfloat16:weights,activations,scores", "float32_rounded": []}
+    code, out, _ = run(capsys, "compare", a, b, "--json")
+    report = json.loads(out)
+    rows = {r["stage"]: r for r in report["stages"]}
+    assert rows["vision.pooler_output"]["tier"] == "bfloat16" and rows["text.input_ids"]["tier"] == "exact"
+    assert (code == 0) == (report["first_divergent_stage"] is None)
+    assert 0 < rows["vision.pooler_output"]["max_rel"] < TIERS["bfloat16"].rel
