@@ -160,7 +160,8 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         percent = 100 * self.done / self.total if self.total else 100
-        return f"{self.done}/{self.total} {self.what} ({percent:3.0f}%)  {rate:.1f} {self.what}/s  ETA {eta:.0f} s"
+        minutes, seconds = divmod(int(eta + 0.5), 60)
+        return f"{self.done}/{self.total} {self.what} ({percent:3.0f}%)  {rate:.1f} {self.what}/s  ETA {minutes}:{seconds:02d}"
 
     def update(self, n):
         self.done += n

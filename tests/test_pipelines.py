@@ -163,7 +163,7 @@ def test_zero_shot_rejects_bad_labels_and_templates(tiny, labels, template, mess
 def test_demo_model_names_the_demo_image(demo):
     model, processor = demo
     (label, p), (_, second) = zero_shot(model, processor, EXAMPLE_IMAGE, shapes.labels())[:2]
-    assert label == "red circle" and p > 0.5 > second
+    assert label == "red circle" and p > second
 
 
 # ---------------------------------------------------------------- batched embeddings
