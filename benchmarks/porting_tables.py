@@ -86,12 +86,17 @@ def by_role(model, seed=0):
     return model
 
 
+WHICH = {"demo": True, "random": True}  # --models narrows this
+
+
 def models(variant, dtype="float32"):
     """[(name, model, processor)]: the demo checkpoint when present, and random base-size weights."""
     out = []
     demo = DEMO_NAFLEX if variant == "naflex" else DEMO_FIXRES
-    if (Path(demo) / "model.safetensors").is_file():
+    if WHICH["demo"] and (Path(demo) / "model.safetensors").is_file():
         out.append((f"demo {variant}", load_model(demo, dtype=dtype), load_processor(demo)))
+    if not WHICH["random"]:
+        return out
     tokenizer = load_tokenizer(tokenizer_folder(), variant=variant)
     image_processor = NaFlexImageProcessor() if variant == "naflex" else FixResImageProcessor(resample=2)
     model = by_role(random_model(variant, BASE, dtype=dtype))
@@ -178,7 +183,9 @@ def emulation_table():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", choices=("conventions", "emulation"))
+    parser.add_argument("--models", choices=("all", "demo", "random"), default="all", help="which models (default: all)")
     args = parser.parse_args(argv)
+    WHICH.update(demo=args.models != "random", random=args.models != "demo")
     conventions_table() if args.table == "conventions" else emulation_table()
     return 0
 
