@@ -293,10 +293,10 @@ def fmt(x, spec=".3f"):
 
 
 def table(rows):
-    head = ("workload", "GFLOP", "ours s", "GFLOP/s", "hf s", "ours/hf", "floor s", "ours/floor", "plain s")
+    head = ("workload", "GFLOP", "ours s", "GFLOP/s", "hf s", "ours/hf", "floor s", "ours/floor", "plain s", "load")
     out = [head] + [(r["name"], fmt(r["gflop"], ".1f"), fmt(r["ours"]), fmt(r["gflops"], ".0f"), fmt(r.get("hf")),
-                     fmt(r.get("ratio_hf"), ".2f"), fmt(r["floor"]), fmt(r["ratio_floor"], ".2f"), fmt(r.get("plain")))
-                    for r in rows]  # fmt: skip
+                     fmt(r.get("ratio_hf"), ".2f"), fmt(r["floor"]), fmt(r["ratio_floor"], ".2f"), fmt(r.get("plain")),
+                     fmt(r.get("load_avg"), ".1f")) for r in rows]  # fmt: skip
     widths = [max(len(row[i]) for row in out) for i in range(len(head))]
     return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in out[:1] + [["-" * w for w in widths]] + out[1:])
 
@@ -315,12 +315,14 @@ def bench_workloads(names, paths, args, use_hf, floor_cache):
         calls = {"ours": ours_call(ours[checkpoint], tower, data)}
         if use_hf:
             calls["hf"] = hf_call(hf[checkpoint], tower, data)
-        if args.plain:
+        if args.plain and name in QUICK:  # the plain path is slow: the small workloads only
             calls["plain"] = ours_call(plain[checkpoint], tower, data)
         times = {k: [] for k in calls}
+        warm = time.perf_counter()
         for fn in calls.values():
             fn()  # warm-up
-        for _ in range(args.repeats):
+        repeats = args.repeats if time.perf_counter() - warm < 10 else min(args.repeats, 3)
+        for _ in range(repeats):
             for k, fn in calls.items():
                 t = time.perf_counter()
                 fn()
@@ -331,6 +333,7 @@ def bench_workloads(names, paths, args, use_hf, floor_cache):
         row["ratio_floor"] = row["ours"] / row["floor"]
         if use_hf:
             row["ratio_hf"] = row["ours"] / row["hf"]
+        row["load_avg"] = os.getloadavg()[0]
         rows.append(row)
         print(f"  {name}: ours {row['ours']:.3f} s" + (f", hf {row['hf']:.3f} s" if use_hf else ""), file=sys.stderr)
     return rows
@@ -390,7 +393,8 @@ def report(args, folder, threads, use_hf):
     results["load"] = bench_load(paths, args, use_hf)
     if not args.no_rss:
         rss_workload = WORKLOADS["vision naflex-256 B=8"]
-        results["rss"] = {impl: peak_rss(impl, paths["naflex"], rss_workload, threads) for impl in ["ours"] + ["hf"] * use_hf}
+        impls = ["ours"] + ["hf"] * use_hf + ["plain"] * args.plain
+        results["rss"] = {impl: peak_rss(impl, paths["naflex"], rss_workload, threads) for impl in impls}
         if not args.quick:
             results["long"] = {"ours": peak_rss("ours", paths["naflex"], LONG, threads),
                                "naive_scores_mib": 12 * LONG[3] ** 2 * 4 / 2**20}  # fmt: skip
@@ -416,6 +420,8 @@ def print_report(results):
         line = f"peak RSS, load + vision naflex-256 B=8 (fresh process): ours {rss['ours']['peak_rss_mib']:.0f} MiB"
         if "hf" in rss:
             line += f", transformers {rss['hf']['peak_rss_mib']:.0f} MiB, ratio {rss['ours']['peak_rss_mib'] / rss['hf']['peak_rss_mib']:.2f}"
+        if "plain" in rss:
+            line += f"; plain path {rss['plain']['peak_rss_mib']:.0f} MiB"
         print(line)
     long = results.get("long")
     if long:

@@ -266,12 +266,20 @@ class FastEncoder:
         n = 1 if 2 * T * D * (4 * D + 2 * cfg.intermediate_size) < MIN_THREADED_FLOP else self.workers.n
         rows, tasks, keys = split_rows(T, n), attention_tasks(B, N, H, x.itemsize), key_ranges(bias, B, N)
         eps, act, scale = cfg.layer_norm_eps, cfg.hidden_act, (D // H) ** -0.5
-        hidden_states, attentions = [x], []
-        for layer in layers:
+
+        def rows_step(r, s, layer, following):  # one layer's MLP, then the next one's q, k, v: the same rows, still hot
+            if layer is not None:
+                mlp_block(r, h, layer, eps, act, ctx, s)
+            if following is not None:
+                qkv_block(r, h, following, eps, scale, qkv, s)
+
+        layers, hidden_states, attentions = list(layers), [x], []
+        self.workers.run(lambda r, s: rows_step(r, s, None, layers[0] if layers else None), rows, n)
+        for i, layer in enumerate(layers):
             weights = np.zeros((B, H, N, N), x.dtype) if keep_attentions else None  # [B, H, N, N]
-            self.workers.run(lambda r, s: qkv_block(r, h, layer, eps, scale, qkv, s), rows, n)
             self.workers.run(lambda task, s: attention_block(task, qkv, ctx, N, H, keys, weights, s), tasks, n)
-            self.workers.run(lambda r, s: mlp_block(r, h, layer, eps, act, ctx, s), rows, n)
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            self.workers.run(lambda r, s: rows_step(r, s, layer, following), rows, n)
             if keep_hidden:
                 hidden_states.append(h.reshape(B, N, D).copy())
             if keep_attentions:
