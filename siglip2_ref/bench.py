@@ -384,10 +384,22 @@ def main(argv=None):
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def gemm_rate(threads):
+    """NumPy float32 matmul GFLOP/s on the biggest shape of the workloads ([2048, 768] @ [768, 3072]), best of 5."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2048, 768), dtype=np.float32), rng.standard_normal((3072, 768), dtype=np.float32)
+    whole = median_time(lambda: x @ w.T, 5)
+    split = median_time(split_matmul(x[None], w.T[None], np.empty((1, 2048, 3072), np.float32), threads), 5)
+    return 2 * 2048 * 768 * 3072 / 1e9 / np.array([whole, split])
+
+
 def report(args, folder, threads, use_hf):
     print("building random base checkpoints ...", file=sys.stderr)
     paths = checkpoints(folder)
     results = {"environment": environment(threads)}
+    whole, split = gemm_rate(threads)
+    results["environment"].append(f"NumPy matmul [2048, 768] @ [768, 3072]: {whole:.0f} GFLOP/s on BLAS's threads, "
+                                  f"{split:.0f} GFLOP/s split over {threads} single-threaded workers")  # fmt: skip
     names = QUICK if args.quick else tuple(WORKLOADS)
     results["workloads"] = bench_workloads(names, paths, args, use_hf, {})
     results["load"] = bench_load(paths, args, use_hf)

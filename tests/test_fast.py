@@ -178,3 +178,11 @@ def test_without_threadpoolctl_the_encoder_runs_on_one_worker(monkeypatch):
     layers, cfg = random_tower("float64", layers=1)
     x = np.random.default_rng(6).standard_normal((2, 5, cfg.hidden_size))
     assert_close(encode(x, None, layers, cfg)[0], encoder(x, None, layers, cfg)[0], "float64", "one worker")
+
+
+def test_load_model_picks_the_fast_path_only_for_numpy_float32_and_float64():
+    folder = load_case(case_names()[0])[3]
+    assert isinstance(s2.load_model(folder).run_encoder, FastEncoder)
+    assert isinstance(s2.load_model(folder, dtype="float64").run_encoder, FastEncoder)
+    assert s2.load_model(folder, dtype="float16").run_encoder is encoder
+    assert s2.load_model(folder, fast=False).run_encoder is encoder
