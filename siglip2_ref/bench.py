@@ -248,8 +248,18 @@ def child_main(impl, path, workload, threads):
     t = time.perf_counter()
     call()
     seconds = time.perf_counter() - t
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
-    print(json.dumps({"peak_rss_mib": peak_kib / 1024, "seconds": seconds}))
+    print(json.dumps({"peak_rss_mib": peak_rss_kib() / 1024, "seconds": seconds}))
+
+
+def peak_rss_kib():
+    """This process's peak RSS. Linux: VmHWM, because ru_maxrss survives exec and so includes the parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
 
 
 def peak_rss(impl, path, workload, threads):
