@@ -2,7 +2,7 @@
 
 The demo checkpoints were trained on these images, and the tests and the command line draw fresh ones
 to check that the demo models answer correctly. Everything is seeded through a `numpy.random.Generator`,
-so a seed gives the same images on every machine.
+so a seed gives the same images again (for the same NumPy and Pillow versions).
 
     rng = numpy.random.default_rng(0)
     image, text, (colour, shape, position) = sample(rng)
@@ -54,8 +54,11 @@ TEMPLATES = (
     "This is a photo of {a} {c} {s}.",
 )
 
-IMAGE_SIDES = (64, 160)  # random image width and height are drawn from this range (inclusive)
-SHAPE_FRACTION = (0.34, 0.5)  # shape diameter as a fraction of the shorter image side
+IMAGE_SIDES = (80, 160)  # random image width and height are drawn from this range (inclusive)
+SHAPE_FRACTION = (0.5, 0.7)  # shape diameter as a fraction of the shorter image side
+MAX_TILT = 0.2  # radians; polygons are tilted by up to this much either way
+OUTLINE = 0.12  # dark outline width / shape radius: a colour-independent edge that tiny models learn shape from
+OUTLINE_COLOUR = (20, 20, 20)
 
 
 def caption(colour, shape, position=None, template="{a} {c} {s} {p}"):
@@ -88,7 +91,7 @@ def _centre(position, w, h, r, rng):
     return cx, cy
 
 
-def _outline(shape, cx, cy, r, angle):
+def _geometry(shape, cx, cy, r, angle):
     """Polygon points (or ellipse box for a circle) of a shape of radius r centred at (cx, cy)."""
     if shape == "circle":
         return [cx - r, cy - r, cx + r, cy + r]
@@ -104,7 +107,8 @@ def _outline(shape, cx, cy, r, angle):
         radii = [r if k % 2 == 0 else 0.45 * r for k in range(10)]
     elif shape == "cross":
         a, b = 0.32 * r, r  # half arm width, arm length
-        pts = [(a, b), (a, a), (b, a), (b, -a), (a, -a), (a, -b), (-a, -b), (-a, -a), (-b, -a), (-b, a), (-a, a), (-a, b)]
+        pts = [(a, b), (a, a), (b, a), (b, -a), (a, -a), (a, -b),
+               (-a, -b), (-a, -a), (-b, -a), (-b, a), (-a, a), (-a, b)]  # fmt: skip
         corners = [np.arctan2(y, x) for x, y in pts]
         radii = [np.hypot(x, y) for x, y in pts]
     else:
@@ -130,21 +134,22 @@ def draw(colour, shape, position, rng, size=(128, 128)):
     w, h = int(size[0]), int(size[1])
     r = 0.5 * rng.uniform(*SHAPE_FRACTION) * min(w, h)
     cx, cy = _centre(position, w, h, r, rng)
-    angle = rng.uniform(-0.2, 0.2) if shape in ("square", "triangle", "star", "cross") else 0.0
+    angle = rng.uniform(-MAX_TILT, MAX_TILT) if shape in ("square", "triangle", "star", "cross") else 0.0
     fill = tuple(int(np.clip(v + rng.integers(-15, 16), 0, 255)) for v in COLOURS[colour])
     scale = 4  # draw 4x larger and downsample, for smooth edges
     big = Image.fromarray(_background(w, h, rng)).resize((w * scale, h * scale), Image.NEAREST)
-    outline = _outline(shape, cx * scale, cy * scale, r * scale, angle)
+    geometry = _geometry(shape, cx * scale, cy * scale, r * scale, angle)
     pen = ImageDraw.Draw(big)
+    edge = dict(outline=OUTLINE_COLOUR, width=max(1, round(OUTLINE * r * scale)))
     if shape == "circle":
-        pen.ellipse(outline, fill=fill)
+        pen.ellipse(geometry, fill=fill, **edge)
     else:
-        pen.polygon(outline, fill=fill)
+        pen.polygon(geometry, fill=fill, **edge)
     return big.resize((w, h), Image.BOX)
 
 
 def random_size(rng, sides=IMAGE_SIDES):
-    """A random (width, height) with both sides in `sides`, so aspect ratios vary from about 1:2.5 to 2.5:1."""
+    """A random (width, height) with both sides in `sides`, so aspect ratios vary from 1:2 to 2:1."""
     return int(rng.integers(sides[0], sides[1] + 1)), int(rng.integers(sides[0], sides[1] + 1))
 
 
