@@ -248,6 +248,11 @@ def run_classify(args):
     return EXIT_RUNTIME if failed else EXIT_OK
 
 
+def score_text(p):
+    """A probability in 7 characters: 0.9146, or 3.2e-07 when four decimals would show 0.0000."""
+    return f"{p:7.4f}" if p >= 5e-5 or p == 0 else f"{p:7.1e}"
+
+
 def print_classification(results, as_json):
     if as_json:
         rows = [{"image": str(path), "predictions": [{"label": label, "score": score} for label, score in preds]}
@@ -257,7 +262,7 @@ def print_classification(results, as_json):
     for path, predictions in results:
         print(path)
         for label, score in predictions:
-            print(f"  {score:.4f}  {label}")
+            print(f"  {score_text(score)}  {label}")
     if results:
         print("(scores are independent sigmoid probabilities: they need not sum to 1)")
 
@@ -422,9 +427,9 @@ def run_search(args):
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return EXIT_OK
-    print(f"{'rank':>4}  {'score':>6}  {'cosine':>7}  path")
+    print(f"{'rank':>4}  {'score':>7}  {'cosine':>7}  path")
     for row in rows:
-        print(f"{row['rank']:>4}  {row['score']:.4f}  {row['cosine']:+.4f}  {row['path']}")
+        print(f"{row['rank']:>4}  {score_text(row['score'])}  {row['cosine']:+.4f}  {row['path']}")
     print(f"(score = sigmoid probability that the image matches {args.query!r}; {len(paths)} images searched)")
     return EXIT_OK
 
@@ -523,11 +528,11 @@ def info_lines(f):
         v = f["vision"]
         grid = f"{v['position_grid']}x{v['position_grid']}" + (
             " (resized to each image's grid)" if "num_patches" in v else f", image {v['image_size']}x{v['image_size']} px")
-        lines.append(f"vision        width {v['hidden_size']}, {v['num_hidden_layers']} layers x {v['num_attention_heads']} heads, "
+        lines.append(f"vision        width {v['hidden_size']}, {plural(v['num_hidden_layers'], 'layer')} x {v['num_attention_heads']} heads, "
                      f"MLP {v['intermediate_size']}, patch {v['patch_size']} px, position grid {grid}")  # fmt: skip
     if "text" in f:
         t = f["text"]
-        lines.append(f"text          width {t['hidden_size']}, {t['num_hidden_layers']} layers x {t['num_attention_heads']} heads, "
+        lines.append(f"text          width {t['hidden_size']}, {plural(t['num_hidden_layers'], 'layer')} x {t['num_attention_heads']} heads, "
                      f"MLP {t['intermediate_size']}, vocabulary {t['vocab_size']:,}, {t['max_position_embeddings']} positions, "
                      f"output {t['projection_size']}")  # fmt: skip
     p = dict(f["parameters"])
