@@ -1,7 +1,7 @@
 """Train the two tiny demo SigLIP 2 checkpoints shipped in siglip2_ref/demo/ (NaFlex and FixRes).
 
 A real checkpoint cannot be downloaded everywhere, and a random model teaches a new user nothing, so the
-package ships two small models trained here, in about ten minutes on two CPU cores, on synthetic captioned
+package ships two small models trained here, in about 18 minutes on one CPU core, on synthetic captioned
 images of coloured shapes (siglip2_ref/demo/shapes.py). They are real transformers models (`Siglip2Model`,
 model_type "siglip2", and `SiglipModel`, model_type "siglip") trained with the real sigmoid loss
 (`return_loss=True`), saved in the layout of an official checkpoint folder, and they answer zero-shot
@@ -13,9 +13,9 @@ questions such as "red circle" vs "blue star" correctly.
 
 Needs torch and transformers (the versions pinned in pyproject's `oracle` extra); the package never does.
 
-Recipe (all seeded, so a rerun with the same library versions gives the same files):
+Recipe (all seeded, so a rerun with the same library versions and thread count gives the same files):
 - tokenizer: a Gemma-style SentencePiece BPE trained on every caption (golden/toy_tokenizer.py);
-- images: a pool of 16,000 drawn once (shapes.draw, random sizes 64-160 px), preprocessed by transformers' own
+- images: a pool of 16,000 drawn once (shapes.draw, random sizes 80-160 px), preprocessed by transformers' own
   PIL-backend image processors (this project's default numerics), shared by both variants;
 - batches of 64 distinct (colour, shape, position) triples; an image whose colour and shape also occur elsewhere
   in the batch gets a caption naming its position, so that no off-diagonal pair of a batch is a true match;
@@ -354,8 +354,8 @@ def build(variant, out_dir, images, pool_index, tokenizer_dir, steps, probe_ever
         "wall_seconds": round(time.time() - t0, 1),
         "cpu_seconds": round(time.process_time() - c0, 1),
         "final_loss": round(float(np.mean(losses[-100:])), 4),
-        "logit_scale_exp": round(float(model.logit_scale.exp()), 3),
-        "logit_bias": round(float(model.logit_bias), 3),
+        "logit_scale_exp": round(model.logit_scale.exp().item(), 3),
+        "logit_bias": round(model.logit_bias.item(), 3),
         **acc,
     }
 
