@@ -67,7 +67,9 @@ def layer_norm(x, weight, bias, eps):  # [..., D] -> [..., D]
 
 
 def linear(x, weight, bias):  # [..., I] -> [..., O], weight [O, I]
-    return x @ weight.T + bias
+    """x W^T + b, all leading dims as the rows of one matrix multiply (a [B, N, I] @ [I, O] would be B of them)."""
+    rows = x.reshape(-1, x.shape[-1]) @ weight.T  # [R, O], R = prod(...)
+    return rows.reshape(*x.shape[:-1], weight.shape[0]) + bias
 
 
 def key_padding_bias(mask, dtype):  # [B, M] (1 = real, 0 = padding) -> [B, 1, 1, M]
