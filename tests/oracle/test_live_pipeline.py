@@ -1,0 +1,42 @@
+"""Live comparison of `siglip2_ref.zero_shot` with transformers' zero-shot-image-classification pipeline.
+
+Both run on the shipped demo checkpoints with the same images and labels: the pipeline's default template,
+padding to 64 and sigmoid scores must give the same scores (float32 tier of pooled outputs) and the same order.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import siglip2_ref as s2  # noqa: E402
+from siglip2_ref.demo import DEMO_FIXRES, DEMO_NAFLEX, EXAMPLE_IMAGE, shapes  # noqa: E402
+from siglip2_ref.tolerances import assert_close  # noqa: E402
+
+pytestmark = pytest.mark.oracle
+transformers.logging.set_verbosity_error()
+warnings.filterwarnings("ignore", module="transformers")
+
+SEED = 77  # fresh shape images, not the training pool's (0) nor the demo test's (2024)
+LABELS = ["red circle", "blue circle", "red square", "green triangle", "yellow star", "purple square"]
+
+
+def images():
+    from PIL import Image
+
+    rng = np.random.default_rng(SEED)
+    return [Image.open(EXAMPLE_IMAGE).convert("RGB")] + [shapes.sample(rng)[0] for _ in range(5)]
+
+
+@pytest.mark.parametrize("path", [DEMO_NAFLEX, DEMO_FIXRES], ids=["naflex", "fixres"])
+def test_zero_shot_matches_the_transformers_pipeline(path):
+    classifier = transformers.pipeline("zero-shot-image-classification", model=str(path), device="cpu")
+    model, processor = s2.load_model(path), s2.load_processor(path)
+    for i, image in enumerate(images()):
+        theirs = classifier(image, candidate_labels=LABELS)  # [{"score", "label"}], best first
+        ours = s2.zero_shot(model, processor, image, LABELS)  # [(label, probability)], best first
+        assert [label for label, _ in ours] == [row["label"] for row in theirs], (i, ours, theirs)
+        assert_close([p for _, p in ours], [row["score"] for row in theirs], "float32_pooled", f"image {i} scores")
