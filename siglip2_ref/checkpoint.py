@@ -47,6 +47,6 @@ def resolve_checkpoint(path_or_id):
     raise CheckpointNotFound(
         f"checkpoint {name!r} not found. Looked in:\n  " + "\n  ".join(looked) + "\n"
         "Nothing is downloaded here. On a machine with internet run\n"
-        f"  huggingface-cli download {name if '/' in name else 'google/siglip2-base-patch16-naflex'}\n"
+        f"  hf download {name if '/' in name else 'google/siglip2-base-patch16-naflex'}   (older huggingface_hub: huggingface-cli download)\n"
         "then copy the cache (~/.cache/huggingface/hub) or the downloaded folder here, and pass the folder."
     )

@@ -188,7 +188,7 @@ def test_missing_config(tmp_path):
 
 def test_unknown_hub_id_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(FileNotFoundError, match=r"(?s)models--google--siglip2-nothing.*huggingface-cli download google/siglip2-nothing"):
+    with pytest.raises(FileNotFoundError, match=r"(?s)models--google--siglip2-nothing.*hf download google/siglip2-nothing"):
         s2.load_model("google/siglip2-nothing")
 
 
