@@ -191,16 +191,16 @@ def ours(folder, kind, inputs, call, dtype):
     out = model(**feed, **call, output_hidden_states=True, output_attentions=True)
     arrays = {}
     if kind == "model":
-        arrays.update(tower("vision", out.vision_model_output))
-        arrays.update(tower("text", out.text_model_output))
+        arrays.update(golden.tower_outputs("vision", out.vision_model_output))
+        arrays.update(golden.tower_outputs("text", out.text_model_output))
         for key in ("image_embeds", "text_embeds", "logits_per_image", "logits_per_text", "loss"):
             if getattr(out, key) is not None:
                 arrays[key] = out[key]
     elif kind == "classifier":
-        arrays.update(tower("vision", out.vision_model_output))
+        arrays.update(golden.tower_outputs("vision", out.vision_model_output))
         arrays["logits"] = out.logits
     else:
-        arrays.update(tower(kind, out))
+        arrays.update(golden.tower_outputs(kind, out))
     if kind != "text" and hasattr(model, "vision_forward"):  # stages the public output does not carry
         stages = model.vision_forward(feed["pixel_values"], feed.get("pixel_attention_mask"),
                                       feed.get("spatial_shapes"), call.get("interpolate_pos_encoding", False))  # fmt: skip
@@ -208,17 +208,6 @@ def ours(folder, kind, inputs, call, dtype):
             if stages.get(name) is not None:
                 arrays[f"vision.{name}"] = stages[name]
     return {k: s2.to_numpy(v) for k, v in arrays.items()}
-
-
-def tower(prefix, out):
-    arrays = {f"{prefix}.last_hidden_state": out.last_hidden_state}
-    if out.pooler_output is not None:
-        arrays[f"{prefix}.pooler_output"] = out.pooler_output
-    for i, h in enumerate(out.hidden_states or ()):
-        arrays[f"{prefix}.hidden_states.{i}"] = h
-    for i, a in enumerate(out.attentions or ()):
-        arrays[f"{prefix}.attentions.{i}"] = a
-    return arrays
 
 
 def tier(key, dtype, variant):
