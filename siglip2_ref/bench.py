@@ -303,10 +303,10 @@ def fmt(x, spec=".3f"):
 
 
 def table(rows):
-    head = ("workload", "GFLOP", "ours s", "GFLOP/s", "hf s", "ours/hf", "floor s", "ours/floor", "plain s", "load")
+    head = ("workload", "GFLOP", "ours s", "GFLOP/s", "hf s", "ours/hf", "floor s", "ours/floor", "floor/hf", "plain s", "load")
     out = [head] + [(r["name"], fmt(r["gflop"], ".1f"), fmt(r["ours"]), fmt(r["gflops"], ".0f"), fmt(r.get("hf")),
-                     fmt(r.get("ratio_hf"), ".2f"), fmt(r["floor"]), fmt(r["ratio_floor"], ".2f"), fmt(r.get("plain")),
-                     fmt(r.get("load_avg"), ".1f")) for r in rows]  # fmt: skip
+                     fmt(r.get("ratio_hf"), ".2f"), fmt(r["floor"]), fmt(r["ratio_floor"], ".2f"),
+                     fmt(r.get("floor_hf"), ".2f"), fmt(r.get("plain")), fmt(r.get("load_avg"), ".1f")) for r in rows]  # fmt: skip
     widths = [max(len(row[i]) for row in out) for i in range(len(head))]
     return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in out[:1] + [["-" * w for w in widths]] + out[1:])
 
@@ -343,6 +343,7 @@ def bench_workloads(names, paths, args, use_hf, floor_cache):
         row["ratio_floor"] = row["ours"] / row["floor"]
         if use_hf:
             row["ratio_hf"] = row["ours"] / row["hf"]
+            row["floor_hf"] = row["floor"] / row["hf"]  # the best ours/hf any NumPy code could reach here
         row["load_avg"] = os.getloadavg()[0]
         rows.append(row)
         print(f"  {name}: ours {row['ours']:.3f} s" + (f", hf {row['hf']:.3f} s" if use_hf else ""), file=sys.stderr)
@@ -394,22 +395,29 @@ def main(argv=None):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def gemm_rate(threads):
-    """NumPy float32 matmul GFLOP/s on the biggest shape of the workloads ([2048, 768] @ [768, 3072]), best of 5."""
+def gemm_rate(threads, use_hf):
+    """float32 matmul GFLOP/s on the biggest shape of the workloads ([2048, 768] @ [768, 3072]), median of 5:
+    NumPy on BLAS's threads, NumPy split over `threads` single-threaded workers, and torch (None without it)."""
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2048, 768), dtype=np.float32), rng.standard_normal((3072, 768), dtype=np.float32)
-    whole = median_time(lambda: x @ w.T, 5)
-    split = median_time(split_matmul(x[None], w.T[None], np.empty((1, 2048, 3072), np.float32), threads), 5)
-    return 2 * 2048 * 768 * 3072 / 1e9 / np.array([whole, split])
+    times = [median_time(lambda: x @ w.T, 5),
+             median_time(split_matmul(x[None], w.T[None], np.empty((1, 2048, 3072), np.float32), threads), 5)]  # fmt: skip
+    if use_hf:
+        import torch
+
+        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        times.append(median_time(lambda: tx @ tw.T, 5))
+    return [2 * 2048 * 768 * 3072 / 1e9 / t for t in times] + [None] * (3 - len(times))
 
 
 def report(args, folder, threads, use_hf):
     print("building random base checkpoints ...", file=sys.stderr)
     paths = checkpoints(folder)
     results = {"environment": environment(threads)}
-    whole, split = gemm_rate(threads)
+    whole, split, torch_rate = gemm_rate(threads, use_hf)
     results["environment"].append(f"NumPy matmul [2048, 768] @ [768, 3072]: {whole:.0f} GFLOP/s on BLAS's threads, "
-                                  f"{split:.0f} GFLOP/s split over {threads} single-threaded workers")  # fmt: skip
+                                  f"{split:.0f} GFLOP/s split over {threads} single-threaded workers"
+                                  + (f"; torch: {torch_rate:.0f} GFLOP/s" if torch_rate else ""))  # fmt: skip
     names = QUICK if args.quick else tuple(WORKLOADS)
     results["workloads"] = bench_workloads(names, paths, args, use_hf, {})
     results["load"] = bench_load(paths, args, use_hf)

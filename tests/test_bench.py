@@ -1,0 +1,33 @@
+"""The benchmark's arithmetic: FLOP counts from the textbook formula, and the table it prints."""
+
+from siglip2_ref import bench
+
+
+def vit_gflop(batch, n, layers=12, D=768, F=3072, patch_dim=3 * 16 * 16):
+    """2 multiply-adds per weight per token, plus q k^T and weights v (2 * N^2 * D each) per image and layer."""
+    tokens = batch * n
+    encoder = layers * (2 * tokens * (4 * D * D + 2 * D * F) + batch * 2 * 2 * n * n * D)
+    stem = 2 * tokens * patch_dim * D
+    head = 2 * tokens * 2 * D * D + 2 * batch * 2 * D * F  # MAP head: k and v of every token, then the MLP of one
+    return (encoder + stem + head) / 1e9
+
+
+def test_vision_flop_count_matches_the_formula():
+    for batch, n in [(1, 256), (8, 256), (8, 196), (1, 1024)]:
+        assert abs(bench.gflop(bench.gemms("vision", batch, n)) - vit_gflop(batch, n)) < 1e-9
+
+
+def test_text_flop_count_is_the_encoder_plus_the_head():
+    encoder = vit_gflop(8, 64) - vit_gflop(8, 64, layers=0)
+    head = 2 * 8 * 768 * 768 / 1e9
+    assert abs(bench.gflop(bench.gemms("text", 8, 64)) - (encoder + head)) < 1e-9
+
+
+def test_table_has_every_ratio_and_dashes_for_what_was_not_run():
+    rows = [{"name": "w", "gflop": 1.0, "ours": 0.5, "gflops": 2.0, "hf": 1.0, "ratio_hf": 0.5, "floor": 0.4,
+             "ratio_floor": 1.25, "floor_hf": 0.4, "load_avg": 0.1},
+            {"name": "v", "gflop": 1.0, "ours": 0.5, "gflops": 2.0, "floor": 0.4, "ratio_floor": 1.25}]  # fmt: skip
+    lines = bench.table(rows).splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")][5:9] == ["ours/hf", "floor s", "ours/floor", "floor/hf"]
+    assert [c.strip() for c in lines[2].strip("|").split("|")][5:9] == ["0.50", "0.400", "1.25", "0.40"]
+    assert [c.strip() for c in lines[3].strip("|").split("|")][4:9] == ["-", "-", "0.400", "1.25", "-"]
