@@ -4,30 +4,42 @@ What transformers 5.24 does with the Hub files, and what this module reproduces 
   1. literal added/special tokens in the text ("<eos>", "<pad>", ...) are cut out first, on the raw text;
   2. NaFlex checkpoints lowercase every other piece of text character by character (Siglip2Tokenizer);
      FixRes checkpoints do not (GemmaTokenizer) - `lowercase=` overrides either way;
-  3. each piece is BPE-encoded (spaces become "▁", no dummy prefix, byte fallback for unknown characters);
+  3. each piece is BPE-encoded (spaces become "▁", no dummy prefix, byte fallback for unknown characters) -
+     by SentencePiece, or, where the two differ (text holding a user-defined, control or byte piece, e.g. a run
+     of spaces), by transformers' BPE rules with the merges of tokenizer.json;
   4. no BOS; EOS (id 1) is appended and survives truncation: `ids[:max_length - 1] + [1]`;
   5. right padding with <pad> (id 0); only `input_ids` are returned (no attention mask).
 
 Shape alphabet: B texts; L sequence length (max_length after padding).
 """
 
+import heapq
 import json
 import os
 import re
 
 import numpy as np
 
-PIECE_NORMAL, PIECE_USER_DEFINED = 1, 4
+PIECE_NORMAL, PIECE_UNKNOWN, PIECE_CONTROL, PIECE_USER_DEFINED, PIECE_BYTE = 1, 2, 3, 4, 6
 LARGE_INTEGER = int(1e20)  # transformers: model_max_length above this means "no limit"
 NAMED_SPECIAL = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token", "sep_token", "cls_token")
+
+
+# Capital letters whose lowercase Unicode added after version 14.0 (Python 3.11's tables; tokenizers 0.23 uses
+# Unicode 17): Cyrillic TJE, Latin additions, Garay, Beria Erfe. Measured by comparing every code point.
+LOWERCASE_AFTER_UNICODE_14 = {
+    0x1C89: 0x1C8A, 0xA7CB: 0x0264, 0xA7CC: 0xA7CD, 0xA7CE: 0xA7CF, 0xA7D2: 0xA7D3, 0xA7D4: 0xA7D5, 0xA7DA: 0xA7DB,
+    0xA7DC: 0x019B, **{c: c + 0x20 for c in range(0x10D50, 0x10D66)}, **{c: c + 0x1B for c in range(0x16EA0, 0x16EB9)},
+}
 
 
 def lowercase_per_char(text):
     """Lowercase each character on its own, as the `tokenizers` Lowercase normalizer does.
 
-    Python's str.lower() would turn a word-final capital sigma into "ς"; per character it stays "σ".
+    Python's str.lower() would turn a word-final capital sigma into "ς"; per character it stays "σ". Case pairs
+    newer than the running Python's Unicode tables come from LOWERCASE_AFTER_UNICODE_14.
     """
-    return "".join(c.lower() for c in text)
+    return "".join(c.lower() for c in text.translate(LOWERCASE_AFTER_UNICODE_14))
 
 
 def read_json(path, default=None):
@@ -48,20 +60,34 @@ def token_content(value):
 def piece_types(model_proto):
     """SentencePiece piece types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
 
-    Parses the few protobuf fields needed (ModelProto.pieces[i].type) so protobuf is not a dependency.
+    Parses the few protobuf fields needed (ModelProto.pieces[i].type) so protobuf is not a dependency. Pieces
+    laid out as SentencePiece writes them (piece, score, type if not normal) take an inlined fast path.
     """
-    types, pos = [], 0
-    while pos < len(model_proto):
-        key, pos = read_varint(model_proto, pos)
+    types, pos, data = [], 0, model_proto
+    while pos < len(data):
+        key, pos = read_varint(data, pos)
         field, wire = key >> 3, key & 7
-        if wire == 2:
-            size, pos = read_varint(model_proto, pos)
-            if field == 1:
-                types.append(piece_type(model_proto[pos : pos + size]))
-            pos += size
-        else:
-            pos = skip_field(model_proto, pos, wire)
+        if wire != 2:
+            pos = skip_field(data, pos, wire)
+            continue
+        size, pos = read_varint(data, pos)
+        end = pos + size
+        if field == 1:
+            types.append(fast_piece_type(data, pos, end) or piece_type(data[pos:end]))
+        pos = end
     return types
+
+
+def fast_piece_type(data, start, end):
+    """Type of the SentencePiece message data[start:end] if it reads [piece][score][type < 128]?, else None."""
+    if end - start < 7 or data[start] != 0x0A or data[start + 1] >= 0x80:
+        return None
+    piece_end = start + 2 + data[start + 1]
+    if piece_end == end - 5 and data[piece_end] == 0x15:
+        return PIECE_NORMAL
+    if piece_end == end - 7 and data[piece_end] == 0x15 and data[end - 2] == 0x18 and data[end - 1] < 0x80:
+        return data[end - 1] or None
+    return None
 
 
 def piece_type(message):
@@ -114,24 +140,84 @@ class AddedToken:
         return (r"\s*" if self.lstrip else "") + p + (r"\s*" if self.rstrip else "")
 
 
-def split_on_tokens(text, tokens):
+def tokens_regex(tokens):
+    """A matcher for `tokens`: (regex over all of them, longest first, so matches are leftmost-longest; tokens).
+
+    The alternatives are not capturing groups, so the regex engine can skip positions whose character starts no
+    token (hundreds of tokens would otherwise be tried at every position).
+    """
+    if not tokens:
+        return None, []
+    ordered = sorted(tokens, key=lambda t: -len(t.content))
+    return re.compile("|".join(f"(?:{t.pattern()})" for t in ordered)), ordered
+
+
+def matched_token(text, ordered):
+    """Which of the tokens (longest first) a regex match `text` is: its content, or a flagged pattern around it."""
+    for t in ordered:
+        if t.content == text:
+            return t
+    for t in ordered:
+        if re.fullmatch(t.pattern(), text):
+            return t
+    raise AssertionError(f"no added token matches {text!r}")
+
+
+def split_on_tokens(text, tokens, compiled=None):
     """Cut `text` at leftmost-longest matches of `tokens`: a list of str pieces and AddedToken matches.
 
     Mirrors: tokenizers AddedVocabulary::split_with_indices (Aho-Corasick, leftmost-longest).
     """
-    if not tokens or not text:
+    regex, ordered = compiled or tokens_regex(tokens)
+    if regex is None or not text:
         return [text] if text else []
-    ordered = sorted(tokens, key=lambda t: -len(t.content))  # longest first = leftmost-longest with re
-    regex = re.compile("|".join(f"({t.pattern()})" for t in ordered))
     out, pos = [], 0
     for m in regex.finditer(text):
         if m.start() > pos:
             out.append(text[pos : m.start()])
-        out.append(ordered[m.lastindex - 1])
+        out.append(matched_token(m.group(0), ordered))
         pos = m.end()
     if pos < len(text):
         out.append(text[pos:])
     return out
+
+
+class MergeTable:
+    """BPE merges as (left id, right id) -> (rank, merged id), stored as sorted NumPy arrays (~12 bytes a merge).
+
+    Mirrors: tokenizers models::bpe::BPE merges (a HashMap<Pair, (rank, new_id)>).
+    """
+
+    def __init__(self, merges, vocab, source="tokenizer.json"):
+        n = len(merges)
+        self.width = max(vocab.values()) + 1
+        try:
+            left = np.array([vocab[a] for a, _ in merges], dtype=np.int64)
+            right = np.array([vocab[b] for _, b in merges], dtype=np.int64)
+            merged = np.array([vocab[a + b] for a, b in merges], dtype=np.int64)
+        except KeyError as e:
+            raise ValueError(f"{source}: a merge uses {e.args[0]!r}, which is not in the vocabulary") from None
+        except ValueError as e:
+            raise ValueError(f"{source}: merges must be pairs of pieces ({e})") from None
+        keys = left * self.width + right
+        order = np.argsort(keys, kind="stable")  # a pair listed twice keeps its first (lowest) rank
+        keys = keys[order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        self.keys, self.ranks, self.merged = keys[first], order[first], merged[order][first]
+        self.cache = {}  # pair -> result, for the pairs seen (runs of spaces repeat the same few)
+
+    def get(self, a, b):
+        """(rank, merged id) of the pair of ids, or None."""
+        key = a * self.width + b
+        if key in self.cache:
+            return self.cache[key]
+        k = int(np.searchsorted(self.keys, key))
+        found = (int(self.ranks[k]), int(self.merged[k])) if k < len(self.keys) and self.keys[k] == key else None
+        if len(self.cache) > 100_000:
+            self.cache.clear()
+        self.cache[key] = found
+        return found
 
 
 class Tokenizer:
@@ -142,24 +228,39 @@ class Tokenizer:
     """
 
     def __init__(self, model_file, added_tokens=(), lowercase=False, add_bos_token=False, add_eos_token=True,
-                 special_tokens=None, model_max_length=None, padding_side="right", merges=None):
+                 special_tokens=None, model_max_length=None, padding_side="right", merges=None, vocab=None):
         import sentencepiece as spm
 
         with open(model_file, "rb") as f:
             proto = f.read()
         self.sp = spm.SentencePieceProcessor(model_proto=proto)
         self.piece_types = piece_types(proto)
-        self.added_tokens = list(added_tokens)
         self.lowercase, self.add_bos_token, self.add_eos_token = bool(lowercase), bool(add_bos_token), bool(add_eos_token)
         self.special = dict(special_tokens or {})  # "eos_token" -> "<eos>", ...
         self.model_max_length = model_max_length if model_max_length and model_max_length <= LARGE_INTEGER else None
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         self.padding_side = padding_side
+        self.set_added_tokens(added_tokens)
+        # Pieces SentencePiece treats apart from BPE: it always matches user-defined ones, never produces control,
+        # unknown or byte ones from text. transformers' BPE only reaches any of them through merges.
+        self.not_bpe_pieces = [self.sp.id_to_piece(i) for i, k in enumerate(self.piece_types) if k != PIECE_NORMAL]
+        self.user_defined = [self.sp.id_to_piece(i) for i, k in enumerate(self.piece_types) if k == PIECE_USER_DEFINED]
+        self.vocab = vocab  # tokenizer.json's piece -> id, which transformers' BPE uses; None: SentencePiece's
+        self.id_to_piece = None if vocab is None else {i: p for p, i in vocab.items()}
+        self.merges = None if merges is None else MergeTable(merges, self.vocab or self.sp_vocab())
+
+    def set_added_tokens(self, added_tokens):
+        """The literal tokens cut out of the text, and the lookups derived from them."""
+        self.added_tokens = list(added_tokens)
         self.raw_tokens = [t for t in self.added_tokens if not t.normalized]
         self.normalized_tokens = [t for t in self.added_tokens if t.normalized]
-        self.user_defined = [self.sp.id_to_piece(i) for i, k in enumerate(self.piece_types) if k == PIECE_USER_DEFINED]
-        self.merge_ranks = None if merges is None else {tuple(m): r for r, m in enumerate(merges)}
+        self.raw_regex, self.normalized_regex = tokens_regex(self.raw_tokens), tokens_regex(self.normalized_tokens)
+        self.added_by_id = {t.id: t.content for t in self.added_tokens}
+        self.added_by_content = {t.content: t.id for t in self.added_tokens}
+
+    def sp_vocab(self):
+        return {self.sp.id_to_piece(i): i for i in range(self.sp.get_piece_size())}
 
     # --- vocabulary -------------------------------------------------------------------------------------------
 
@@ -170,16 +271,29 @@ class Tokenizer:
     def __len__(self):
         return max([self.vocab_size] + [t.id + 1 for t in self.added_tokens])
 
+    def piece_id(self, piece):
+        """Id of a vocabulary piece, or None."""
+        if self.vocab is not None:
+            return self.vocab.get(piece)
+        i = self.sp.piece_to_id(piece)
+        return None if i == self.sp.unk_id() and piece != self.sp.id_to_piece(i) else i
+
+    def piece(self, i):
+        if self.id_to_piece is not None and i in self.id_to_piece:
+            return self.id_to_piece[i]
+        return self.sp.id_to_piece(i)
+
     def convert_tokens_to_ids(self, tokens):
         if isinstance(tokens, str):
-            added = {t.content: t.id for t in self.added_tokens}
-            return added[tokens] if tokens in added else self.sp.piece_to_id(tokens)
+            if tokens in self.added_by_content:
+                return self.added_by_content[tokens]
+            i = self.piece_id(tokens)
+            return self.sp.unk_id() if i is None else i
         return [self.convert_tokens_to_ids(t) for t in tokens]
 
     def convert_ids_to_tokens(self, ids):
         if isinstance(ids, (int, np.integer)):
-            added = {t.id: t.content for t in self.added_tokens}
-            return added.get(int(ids)) or self.sp.id_to_piece(int(ids))
+            return self.added_by_id.get(int(ids)) or self.piece(int(ids))
         return [self.convert_ids_to_tokens(i) for i in ids]
 
     def token_id(self, name):
@@ -202,55 +316,85 @@ class Tokenizer:
     def bpe_ids(self, text):
         """BPE ids of one text without special tokens (steps 1-3 of the module docstring)."""
         ids = []
-        for piece in split_on_tokens(text, self.raw_tokens):
+        for piece in split_on_tokens(text, self.raw_tokens, self.raw_regex):
             if isinstance(piece, AddedToken):
                 ids.append(piece.id)
                 continue
             piece = lowercase_per_char(piece) if self.lowercase else piece
-            for sub in split_on_tokens(piece, self.normalized_tokens):
+            for sub in split_on_tokens(piece, self.normalized_tokens, self.normalized_regex):
                 ids.extend([sub.id] if isinstance(sub, AddedToken) else self.encode_piece(sub))
         return ids
 
     def encode_piece(self, text):
-        """SentencePiece BPE of text containing no added token.
+        """BPE of text containing no added token: SentencePiece, or transformers' rules where the two differ.
 
-        SentencePiece always matches its user-defined pieces (e.g. "<mask>") in the text; transformers' BPE does
-        not (it only reaches a piece through merges). Text that contains one is merged here the BPE way.
+        SentencePiece matches its user-defined pieces (e.g. "▁▁" in "a  b", or "<mask>" after lowercasing) before
+        BPE and never produces control or byte pieces from text; transformers' BPE treats every piece alike and
+        reaches one only through merges (32 spaces: "▁" x 16 twice, not "▁" x 31 + "▁"). Text that holds such a
+        piece once spaces are "▁" is merged the transformers way.
         """
-        if any(u in text for u in self.user_defined):
-            return self.bpe_by_merges(text)
+        normalized = text.replace(" ", "\u2581")
+        if any(p in normalized for p in self.not_bpe_pieces):
+            return self.bpe_by_merges(normalized)
         return self.sp.encode(text)
 
-    def bpe_by_merges(self, text):
-        """Plain BPE over characters (byte fallback for unknown ones), lowest merge rank first.
+    def initial_symbols(self, normalized):
+        """One id per character in the vocabulary, else its UTF-8 bytes as <0xNN> (byte fallback) or <unk>."""
+        ids = []
+        for ch in normalized:
+            i = self.piece_id(ch)
+            if i is not None:
+                ids.append(i)
+                continue
+            byte_ids = [self.piece_id(f"<0x{b:02X}>") for b in ch.encode("utf-8")]
+            ids.extend(byte_ids if None not in byte_ids else [self.sp.unk_id()])
+        return ids
 
-        Mirrors: tokenizers models::bpe::Word::merge_all. Ranks come from tokenizer.json's merges when present,
-        else from SentencePiece scores of normal pieces (the order transformers' converter writes them in).
+    def bpe_by_merges(self, normalized):
+        """BPE over the characters of `normalized` (spaces already "▁"): lowest merge rank first, leftmost on ties.
+
+        Mirrors: tokenizers models::bpe::Word::merge_all (a priority queue over a linked list of symbols, so
+        long runs cost O(n log n)). Merges from tokenizer.json, else generated from the vocabulary as
+        transformers does (tokenization_utils_base.generate_merges).
         """
-        symbols = []
-        for ch in text.replace(" ", "\u2581"):
-            i = self.sp.piece_to_id(ch)
-            if i != self.sp.unk_id() and self.piece_types[i] == PIECE_NORMAL:
-                symbols.append(ch)
-            else:
-                symbols.extend(f"<0x{b:02X}>" for b in ch.encode("utf-8"))
-        while len(symbols) > 1:
-            ranks = [self.merge_rank(a, b) for a, b in zip(symbols, symbols[1:])]
-            best = min(range(len(ranks)), key=lambda k: ranks[k])
-            if ranks[best] is None or ranks[best] == float("inf"):
-                break
-            symbols[best : best + 2] = [symbols[best] + symbols[best + 1]]
-        return [self.sp.piece_to_id(s) for s in symbols]
+        ids = self.initial_symbols(normalized)
+        n = len(ids)
+        prev, nxt, alive = list(range(-1, n - 1)), list(range(1, n + 1)), [True] * n
+        if n:
+            nxt[-1] = -1
+        queue = []
+        for pos in range(n - 1):
+            self.push_merge(queue, ids, pos, nxt[pos])
+        heapq.heapify(queue)
+        while queue:
+            rank, pos, new_id = heapq.heappop(queue)
+            right = nxt[pos]
+            if not alive[pos] or right == -1:
+                continue
+            found = self.merge(ids[pos], ids[right])
+            if found is None or found[1] != new_id:  # an expired entry
+                continue
+            ids[pos], alive[right], nxt[pos] = new_id, False, nxt[right]
+            if nxt[pos] != -1:
+                prev[nxt[pos]] = pos
+                self.push_merge(queue, ids, pos, nxt[pos], heap=True)
+            if prev[pos] != -1:
+                self.push_merge(queue, ids, prev[pos], pos, heap=True)
+        return [i for i, keep in zip(ids, alive) if keep]
 
-    def merge_rank(self, a, b):
-        if a.startswith("<0x") or b.startswith("<0x"):
-            return float("inf")
-        if self.merge_ranks is not None:
-            return self.merge_ranks.get((a, b), float("inf"))
-        i = self.sp.piece_to_id(a + b)
-        if i == self.sp.unk_id() or self.piece_types[i] != PIECE_NORMAL:
-            return float("inf")
-        return -self.sp.get_score(i)
+    def push_merge(self, queue, ids, left, right, heap=False):
+        found = self.merge(ids[left], ids[right])
+        if found is not None:
+            (heapq.heappush if heap else list.append)(queue, (found[0], left, found[1]))
+
+    def merge(self, a, b):
+        """(rank, merged id) for adjacent ids a, b, or None."""
+        if self.merges is not None:
+            return self.merges.get(a, b)
+        left, right = self.piece(a), self.piece(b)
+        merged = self.piece_id(left + right)
+        # generate_merges' order: by the merged piece's id, then by the left part's length
+        return None if merged is None else ((merged, len(left)), merged)
 
     def with_special_tokens(self, ids, max_length=None):
         """BOS/EOS added as configured; with `max_length`, the text is cut first so EOS is kept (sticky EOS)."""
@@ -302,14 +446,8 @@ class Tokenizer:
     def decode(self, ids, skip_special_tokens=False):
         """Text of a sequence of ids. Mirrors: tokenizers decoders Replace("▁", " ") + ByteFallback + Fuse."""
         ids = [int(i) for i in np.asarray(ids).reshape(-1)]
-        special = set(self.all_special_ids)
-        added = {t.id: t.content for t in self.added_tokens}
-        pieces = []
-        for i in ids:
-            if skip_special_tokens and i in special:
-                continue
-            pieces.append(added.get(i) or self.sp.id_to_piece(i))
-        return join_pieces(pieces)
+        special = set(self.all_special_ids) if skip_special_tokens else ()
+        return join_pieces([self.convert_ids_to_tokens(i) for i in ids if i not in special])
 
     def batch_decode(self, sequences, skip_special_tokens=False):
         return [self.decode(s, skip_special_tokens=skip_special_tokens) for s in sequences]
@@ -414,23 +552,45 @@ def to_output(out, single, return_tensors):
     return {k: np.asarray(v, dtype=np.int64).reshape(len(v), -1) for k, v in out.items()}
 
 
-def read_added_tokens(folder, config):
-    """Added tokens from tokenizer.json (if present) or tokenizer_config.json's added_tokens_decoder."""
-    tok_json = read_json(os.path.join(folder, "tokenizer.json"), {}) or {}
-    entries = tok_json.get("added_tokens")
-    if entries is None:
-        entries = [{"id": int(i), **v} for i, v in (config.get("added_tokens_decoder") or {}).items()]
+def read_added_tokens(config, tok_json):
+    """Added tokens: tokenizer_config.json's added_tokens_decoder, else tokenizer.json's added_tokens.
+
+    Mirrors: PreTrainedTokenizerBase._from_pretrained (5.24 reads tokenizer.json's list only without the former).
+    """
+    decoder = config.get("added_tokens_decoder")
+    if decoder is not None:
+        entries = [{"id": int(i), **v} for i, v in decoder.items()]
+    else:
+        entries = tok_json.get("added_tokens") or []
     flags = ("special", "lstrip", "rstrip", "single_word", "normalized")
     return [AddedToken(e["content"], e["id"], **{k: e.get(k, False) for k in flags}) for e in entries]
 
 
-def read_merges(folder):
+def add_named_specials(added, special, vocab_id):
+    """Named special tokens missing from the added tokens join them as special tokens, as transformers does."""
+    known = {t.content for t in added}
+    extra = []
+    for content in dict.fromkeys(v for v in special.values() if v is not None):
+        i = vocab_id(content)
+        if content not in known and i is not None:
+            extra.append(AddedToken(content, i, special=True))
+    return added + extra
+
+
+def read_merges(tok_json):
     """BPE merges from tokenizer.json, as pairs, or None."""
-    model = (read_json(os.path.join(folder, "tokenizer.json"), {}) or {}).get("model") or {}
-    merges = model.get("merges")
+    merges = (tok_json.get("model") or {}).get("merges")
     if merges is None:
         return None
-    return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merges]
+    return [m.split(" ", 1) if isinstance(m, str) else m for m in merges]
+
+
+def read_vocab(tok_json):
+    """tokenizer.json's BPE vocabulary (piece -> id), or None."""
+    vocab = (tok_json.get("model") or {}).get("vocab")
+    if isinstance(vocab, list):  # [[piece, score], ...]
+        vocab = {(v[0] if isinstance(v, list) else v): i for i, v in enumerate(vocab)}
+    return vocab or None
 
 
 def read_variant(folder):
@@ -465,9 +625,13 @@ def load_tokenizer(path, lowercase=None, variant=None):
     variant = variant or read_variant(path)
     if lowercase is None:
         lowercase = variant == "naflex"
-    return Tokenizer(
-        model_file, read_added_tokens(path, config), lowercase=lowercase,
+    tok_json = read_json(os.path.join(path, "tokenizer.json"), {}) or {}
+    tokenizer = Tokenizer(
+        model_file, read_added_tokens(config, tok_json), lowercase=lowercase,
         add_bos_token=config.get("add_bos_token", False), add_eos_token=config.get("add_eos_token", True),
         special_tokens=special, model_max_length=config.get("model_max_length"),
-        padding_side=config.get("padding_side", "right"), merges=read_merges(path),
+        padding_side=config.get("padding_side", "right"), merges=read_merges(tok_json), vocab=read_vocab(tok_json),
     )
+    del tok_json  # the parsed file is the bulk of the loading memory
+    tokenizer.set_added_tokens(add_named_specials(tokenizer.added_tokens, special, tokenizer.piece_id))
+    return tokenizer
