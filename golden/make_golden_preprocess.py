@@ -10,7 +10,12 @@ Outputs (all small; see golden/preprocess/README.md):
   images.npz      pixel_values / pixel_attention_mask / spatial_shapes per (image case, config, back-end)
   meta.json       library versions, seed, command, configs, cases, digests of the large case, and the
                   max differences of siglip2_ref against these goldens measured at generation time
+  float_arrays.npz / float_arrays.json
+                  float-array inputs (float16/32/64, [0, 1] with do_rescale=False, [0, 255] with do_rescale=True,
+                  HWC and CHW) through the torchvision back-end, whose resize runs in float (ATen's float kernel)
 Images are not stored: tests redraw them from golden/synthetic_images.py (integer recipes + seeds).
+
+    python golden/make_golden_preprocess.py --parts images float   # leave text.json and tokenizer/ as they are
 """
 
 import argparse
@@ -27,7 +32,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from golden.synthetic_images import CASES, draw, sixteen_bit_reference_rgb  # noqa: E402
+from golden.synthetic_images import CASES, FLOAT_CASES, draw, draw_float, sixteen_bit_reference_rgb  # noqa: E402
 from golden.toy_tokenizer import make_gemma_style_tokenizer  # noqa: E402
 
 FORMAT_VERSION = 1
@@ -51,8 +56,15 @@ CONFIGS = {
 DIGEST_CONFIGS = {"fixres224_bilinear", "naflex256"}
 FULL_CASES = {"rgb_768x1024", "rgb_tall_1500x400"}
 BACKENDS = ("pil", "torchvision")
-# Float arrays on the torchvision back-end are resized in float32 by ATen; siglip2_ref resizes them in float64.
-NOT_BIT_EXACT = {("array_float01_180x240", "torchvision"), ("array_float255_100x100", "torchvision")}
+NOT_BIT_EXACT = set()  # (case, back-end) pairs compared with a tolerance; none since the float resize is exact
+FLOAT_CONFIGS = {  # float-array goldens, torchvision back-end; do_rescale follows each case's value range
+    "fixres32x24_bilinear": {**FIXRES, "resample": 2, "size": {"height": 32, "width": 24}},  # stored in full
+    "fixres24x40_bicubic": {**FIXRES, "resample": 3, "size": {"height": 24, "width": 40}},
+    "naflex9": {**NAFLEX, "resample": 2, "max_num_patches": 9},
+    "fixres224_bilinear": CONFIGS["fixres224_bilinear"],  # official settings: sha256 digests only
+    "naflex256": CONFIGS["naflex256"],
+}
+FLOAT_DIGEST_CONFIGS = {"fixres224_bilinear", "naflex256"}
 
 
 TRAIN_TEXTS_WORDS = (
@@ -63,12 +75,17 @@ TRAIN_TEXTS_WORDS = (
 ).split()
 
 
-def hf_image_processor(config_name, backend):
+def processor_kwargs(config):
+    """A Hub-like config without the class-name keys: the keyword arguments of both libraries' processors."""
+    return {k: v for k, v in config.items() if k not in ("image_processor_type", "processor_class")}
+
+
+def hf_image_processor(config_name, backend, config=None):
     """transformers' processor for a Hub-like config; do_convert_rgb=True so non-RGB inputs are converted (5.x)."""
     from transformers import (Siglip2ImageProcessor, Siglip2ImageProcessorPil, SiglipImageProcessor,
                               SiglipImageProcessorPil)
 
-    cfg = {k: v for k, v in CONFIGS[config_name].items() if k not in ("image_processor_type", "processor_class")}
+    cfg = processor_kwargs(CONFIGS[config_name] if config is None else config)
     naflex = config_name.startswith("naflex")
     cls = {(False, "pil"): SiglipImageProcessorPil, (False, "torchvision"): SiglipImageProcessor,
            (True, "pil"): Siglip2ImageProcessorPil, (True, "torchvision"): Siglip2ImageProcessor}[(naflex, backend)]
@@ -145,6 +162,49 @@ def record_images(out_dir, tmp):
         print(f"images: {case.name} done", flush=True)
     np.savez_compressed(os.path.join(out_dir, "images.npz"), **arrays)
     return digests, diffs, same_as_pil
+
+
+def float_case_config(case, config_name):
+    """The float goldens' config for a case: do_rescale=False for [0, 1] values, True for [0, 255]."""
+    return {**FLOAT_CONFIGS[config_name], "do_rescale": case.value_range == "255"}
+
+
+def record_float_arrays(out_dir):
+    """Float-array cases through transformers' torchvision processors; store small outputs, digest large ones."""
+    from siglip2_ref.image_processing import ImageProcessor
+
+    arrays, digests, diffs = {}, {}, {}
+    for case in FLOAT_CASES:
+        image = draw_float(case)
+        for config_name in FLOAT_CONFIGS:
+            cfg = float_case_config(case, config_name)
+            ref = hf_image_processor(config_name, "torchvision", cfg)(image.copy(), return_tensors="np")
+            ref = {k: np.asarray(v) for k, v in ref.items()}
+            variant = "naflex" if config_name.startswith("naflex") else "fixres"
+            ours = ImageProcessor(variant, "torchvision", **processor_kwargs(cfg))(image)
+            key = f"{case.name}|{config_name}"
+            diffs[key] = {k: float(np.abs(ours[k].astype(np.float64) - ref[k]).max()) for k in ref}
+            diffs[key]["dtypes_equal"] = all(ours[k].dtype == ref[k].dtype for k in ref)
+            digests[key] = {k: {"sha256": sha256(v), "shape": list(v.shape), "dtype": str(v.dtype)}
+                            for k, v in ref.items()}
+            if config_name not in FLOAT_DIGEST_CONFIGS:
+                arrays.update({f"{key}|{k}": v for k, v in ref.items()})
+        print(f"float arrays: {case.name} done", flush=True)
+    np.savez_compressed(os.path.join(out_dir, "float_arrays.npz"), **arrays)
+    meta = {"format_version": FORMAT_VERSION, "versions": versions(), "command": command_line(),
+            "back-end": "torchvision", "configs": FLOAT_CONFIGS, "digest_configs": sorted(FLOAT_DIGEST_CONFIGS),
+            "cases": [c._asdict() for c in FLOAT_CASES], "digests": digests,
+            "siglip2_ref_max_abs_diff_at_generation": diffs}
+    with open(os.path.join(out_dir, "float_arrays.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+    worst = max(v for d in diffs.values() for k, v in d.items() if k != "dtypes_equal")
+    print(f"float arrays: siglip2_ref vs transformers, max abs diff {worst}, dtypes equal:",
+          all(d["dtypes_equal"] for d in diffs.values()))
+
+
+def command_line():
+    """The command that ran this script, as recorded next to the goldens."""
+    return " ".join(["python", "golden/make_golden_preprocess.py", *sys.argv[1:]])
 
 
 def training_texts(rng):
@@ -225,27 +285,40 @@ def versions():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(HERE, "preprocess"))
+    parser.add_argument("--parts", nargs="+", choices=["text", "images", "float"], default=["text", "images", "float"],
+                        help="which goldens to (re)write; the others are left as they are")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     warnings.filterwarnings("ignore")
-    tok_classes = record_text(args.out)
+    if "text" in args.parts:
+        tok_classes = record_text(args.out)
+    else:
+        with open(os.path.join(args.out, "meta.json"), encoding="utf-8") as f:
+            tok_classes = json.load(f)["tokenizer_classes"]  # text goldens kept as they are
+    if "images" in args.parts:
+        record_image_goldens(args.out, tok_classes)
+    if "float" in args.parts:
+        record_float_arrays(args.out)
+
+
+def record_image_goldens(out_dir, tok_classes):
+    """images.npz and meta.json (which also names the tokenizer classes of text.json)."""
     with tempfile.TemporaryDirectory() as tmp:
-        digests, diffs, same_as_pil = record_images(args.out, tmp)
+        digests, diffs, same_as_pil = record_images(out_dir, tmp)
     meta = {
         "format_version": FORMAT_VERSION, "seed": SEED, "versions": versions(),
-        "command": "python golden/make_golden_preprocess.py", "configs": CONFIGS, "backends": list(BACKENDS),
+        "command": command_line(), "configs": CONFIGS, "backends": list(BACKENDS),
         "cases": [c._asdict() for c in CASES], "digest_configs": sorted(DIGEST_CONFIGS),
-        "full_cases": sorted(FULL_CASES), "digests": digests, "torchvision_same_as_pil": same_as_pil, "not_bit_exact": sorted("|".join(k) for k in NOT_BIT_EXACT),
+        "full_cases": sorted(FULL_CASES), "digests": digests, "torchvision_same_as_pil": same_as_pil,
+        "not_bit_exact": sorted("|".join(k) for k in NOT_BIT_EXACT),
         "tokenizer_classes": tok_classes, "siglip2_ref_max_abs_diff_at_generation": diffs,
     }
-    with open(os.path.join(args.out, "meta.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
     worst = {}
     for key, d in diffs.items():
         backend = key.split("|")[2]
-        exact = tuple(key.split("|")[0::2]) not in NOT_BIT_EXACT
-        slot = f"{backend}{'' if exact else ' (float arrays)'}"
-        worst[slot] = max(worst.get(slot, 0.0), max(v for k, v in d.items() if k != "dtypes_equal"))
+        worst[backend] = max(worst.get(backend, 0.0), max(v for k, v in d.items() if k != "dtypes_equal"))
     print("siglip2_ref vs transformers, max abs diff over all cases and configs:", worst)
 
 

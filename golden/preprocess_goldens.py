@@ -41,3 +41,18 @@ def load_image_arrays():
 def digest(array):
     """sha256 of an array's bytes, as recorded in meta.json."""
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def load_float_meta():
+    with open(os.path.join(FOLDER, "float_arrays.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_float_arrays():
+    """{case|config: {field: array}} for the float-array goldens stored in full (torchvision back-end)."""
+    raw = np.load(os.path.join(FOLDER, "float_arrays.npz"))
+    out = {}
+    for name in raw.files:
+        case, config, field = name.split("|")
+        out.setdefault(f"{case}|{config}", {})[field] = raw[name]
+    return out

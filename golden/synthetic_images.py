@@ -146,6 +146,40 @@ def draw_array(kind, h, w, seed):
     raise ValueError(f"unknown array kind {kind!r}")
 
 
+FloatCase = namedtuple("FloatCase", "name dtype value_range layout height width seed")
+
+# Float arrays for the torchvision back-end's float resize (goldens in golden/preprocess/float_arrays.*):
+# value_range "01" is given to transformers with do_rescale=False, "255" with the default do_rescale=True.
+FLOAT_CASES = [
+    FloatCase("f32_01_180x240", "float32", "01", "hwc", 180, 240, 41),
+    FloatCase("f32_255_100x100", "float32", "255", "hwc", 100, 100, 42),
+    FloatCase("f64_01_20x15", "float64", "01", "hwc", 20, 15, 43),
+    FloatCase("f64_255_300x200", "float64", "255", "hwc", 300, 200, 44),
+    FloatCase("f32_01_tall_900x40", "float32", "01", "hwc", 900, 40, 45),
+    FloatCase("f32_255_wide_30x700", "float32", "255", "hwc", 30, 700, 46),
+    FloatCase("f32_01_1x300", "float32", "01", "chw", 1, 300, 47),  # HWC [1, 300, 3] would read as 1 channel
+    FloatCase("f64_255_200x1", "float64", "255", "hwc", 200, 1, 48),
+    FloatCase("f32_01_chw_120x90", "float32", "01", "chw", 120, 90, 49),
+    FloatCase("f64_01_chw_45x61", "float64", "01", "chw", 45, 61, 50),
+    FloatCase("f16_01_70x50", "float16", "01", "hwc", 70, 50, 51),
+    FloatCase("f32_01_32x24", "float32", "01", "hwc", 32, 24, 52),
+]
+FLOAT_CASES_BY_NAME = {c.name: c for c in FLOAT_CASES}
+
+
+def draw_float(case):  # -> [H, W, 3] or [3, H, W] float array
+    """A float image with non-integral values: (97 v + f) / (255 97 + 96) in [0, 1] or (97 v + f) / 97 in [0, 255].
+
+    v is the base pattern, f in [0, 97) a second pattern; one IEEE division then one cast, so it redraws exactly.
+    """
+    case = FLOAT_CASES_BY_NAME[case] if isinstance(case, str) else case
+    rgb = base_rgb(case.height, case.width, case.seed).astype(np.int64)  # [H, W, 3]
+    numerator = 97 * rgb + channel_pattern(case.height, case.width, case.seed, high=97)[..., None]
+    denominator = 255 * 97 + 96 if case.value_range == "01" else 97
+    values = np.minimum(numerator / denominator, 255.0).astype(case.dtype)  # float64 division, then one cast
+    return np.ascontiguousarray(values.transpose(2, 0, 1)) if case.layout == "chw" else values
+
+
 def write_exif_png(case, folder):
     """PNG whose EXIF orientation (6: rotate 90 degrees clockwise to display) must be applied on loading."""
     image = from_buffer("RGB", base_rgb(case.height, case.width, case.seed))

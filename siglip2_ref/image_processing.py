@@ -125,8 +125,8 @@ def composite_rgba_array(rgba, backend):  # [4, H, W] -> [3, H, W], same dtype
         if backend == "pil":
             alpha = rgba[3:4] / 1.0
             return (alpha * rgba[:3] + (1 - alpha) * 1.0).astype(rgba.dtype)
-        rgba = rgba.astype(np.float32)
-        return (rgba[:3] * rgba[3:4] + (1 - rgba[3:4])).astype(rgba.dtype)
+        x = rgba.astype(np.float32)  # tvF.to_dtype(float32): a plain cast for floats
+        return (x[:3] * x[3:4] + (1 - x[3:4])).astype(rgba.dtype)
     if backend == "pil":
         alpha = rgba[3:4] / 255
         return np.round(alpha * rgba[:3] + (1 - alpha) * 255).astype(rgba.dtype)
@@ -206,24 +206,35 @@ def resize_any(image, size, resample, backend, pass_order="pillow13"):  # [C, H,
     """Resize a uint8 image bit-exactly; float images take each back-end's float route.
 
     "pil": transformers quantises to uint8 (x255 first if the values look like [0, 1]), resizes, divides back.
-    "torchvision": resized as floats (float64 here, float32 in ATen: equal to about 1e-7, not bit-exact).
+    "torchvision": resized as floats in the array's dtype (float32 / float64) by ATen's float kernel, bit-exact.
     """
     if image.dtype == np.uint8:
         return resize(image, size, resample, backend, pass_order)
     if backend == "torchvision":
-        if tuple(size) == image.shape[1:]:
-            return image
         return resize_float_torchvision(image, size, resample)
     quantised, was_rescaled = quantise_float_for_pil(image)
     resized = resize(quantised, size, resample, backend, pass_order)
     return (resized.astype(np.float64) * (1 / 255)).astype(np.float32) if was_rescaled else resized
 
 
-def rescale_and_normalize(image, cfg, backend):  # [C, h, w] uint8/float -> [C, h, w] float32
+def torch_rescale(image, factor):  # [C, h, w] -> [C, h, w] float
+    """`tensor * factor` with torch's dtype rules: integers give float32, floats keep their dtype.
+
+    float64 multiplies in float64; everything else in float32 by float32(factor), rounded back to float16 if so.
+    Mirrors: TorchvisionBackend.rescale.
+    """
+    if image.dtype == np.float64:
+        return image * factor
+    product = image.astype(np.float32) * np.float32(factor)  # [C, h, w]
+    return product.astype(image.dtype) if np.issubdtype(image.dtype, np.floating) else product
+
+
+def rescale_and_normalize(image, cfg, backend):  # [C, h, w] uint8/float -> [C, h, w] float32 (see below)
     """`(x * rescale_factor - mean) / std` in float32 with each back-end's operation order.
 
     Mirrors: PilBackend.rescale + normalize (float64 rescale, then float32) and TorchvisionBackend
-    .rescale_and_normalize (mean and std divided by the rescale factor, one float32 normalise).
+    .rescale_and_normalize (mean and std divided by the rescale factor, one float32 normalise; without
+    normalisation the tensor keeps its dtype: `x * factor` or x itself).
     """
     mean = np.asarray(cfg["image_mean"], np.float32).reshape(-1, 1, 1)  # [C, 1, 1]
     std = np.asarray(cfg["image_std"], np.float32).reshape(-1, 1, 1)
@@ -235,7 +246,7 @@ def rescale_and_normalize(image, cfg, backend):  # [C, h, w] uint8/float -> [C, 
             return (x - mean * inv) / (std * inv)
         if do_normalize:
             return (x - mean) / std
-        return x * np.float32(factor) if do_rescale else x
+        return torch_rescale(image, factor) if do_rescale else image
     x = image
     if do_rescale:
         x = (x.astype(np.float64) * factor).astype(np.float32)

@@ -1,17 +1,20 @@
-"""Antialiased resize of uint8 images, bit-exact with Pillow and with torchvision's uint8 kernel.
+"""Antialiased resize, bit-exact with Pillow and with torchvision's uint8 and float kernels.
 
-Both references resample separably with the same real-valued weights (a triangle or Keys-cubic filter
+All three references resample separably with the same real-valued weights (a triangle or Keys-cubic filter
 stretched by the downscale factor, so downscaling averages instead of skipping pixels), but they differ in
-fixed-point arithmetic and in the order of the two passes; each pass rounds to uint8, so order matters.
+arithmetic and in the order of the two passes.
 
-  Pillow (`src/libImaging/Resample.c`, `precompute_coeffs` + `normalize_coeffs_8bpc`): 22 fractional bits,
-      pass order by Pillow version (see `pillow_vertical_first`).
-  torchvision / ATen (`UpSampleKernel.cpp`, `_compute_index_ranges_int16_weights`): int16 weights with a
+  Pillow (`src/libImaging/Resample.c`, `precompute_coeffs` + `normalize_coeffs_8bpc`): uint8, 22 fractional
+      bits, pass order by Pillow version (see `pillow_vertical_first`); each pass rounds to uint8.
+  torchvision / ATen, uint8 (`UpSampleKernel.cpp`, `_compute_index_ranges_int16_weights`): int16 weights with a
       per-axis precision chosen from the largest weight; always horizontal pass first.
+  torchvision / ATen, float32 / float64 (`_compute_indices_min_size_weights_aa`): weights and sums in the image's
+      dtype, with ATen's compiled operation order (double intermediates, fused multiply-adds; see
+      `aten_float_resample_axis`); horizontal pass first.
 
-Everything here works on channels-first uint8 arrays [C, H, W] (torchvision's layout; the column pass is
-the costly one and is fastest on planes). Shape alphabet: C channels; H, W input height/width; h, w output
-height/width; O outputs of one axis; K taps (filter support) per output.
+Everything here works on channels-first arrays [C, H, W] (torchvision's layout; the column pass is the costly
+one and is fastest on planes). Shape alphabet: C channels; H, W input height/width; h, w output height/width;
+O outputs of one axis; K taps (filter support) per output.
 """
 
 import math
@@ -186,59 +189,174 @@ def resize_torchvision(image, size, resample="bilinear"):  # [C, H, W] u8 -> [C,
     return image
 
 
-def filter_weights_float32(in_size, out_size, support1, kernel):  # -> start [O], weights float32 [O, K]
-    """Resampling weights computed in float32, as ATen does for float images (opmath_t = float).
+# ----------------------------------------------------------------------------------------------------------------
+# Float images: ATen's float kernel, operation for operation
+#
+# NumPy has no fused multiply-add, but ATen's compiled float loops use one, so it is emulated exactly: the float64
+# helpers below give the correctly rounded a b + c for float32 and float64 operands.
 
-    Mirrors: UpSampleKernel.cpp _compute_indices_min_size_weights_aa<float>.
+
+def two_sum(a, b):  # [...] f64, [...] f64 -> sum, error (sum + error == a + b exactly)
+    """Knuth's error-free addition."""
+    s = a + b
+    b_virtual = s - a
+    return s, (a - (s - b_virtual)) + (b - b_virtual)
+
+
+def round_to_odd(s, error):  # [...] f64 -> [...] f64
+    """s, moved one step towards s + error when the sum was inexact and s is even (Boldo-Melquiond rounding to odd).
+
+    Rounding an odd-rounded float64 once more to float32 (or adding it to a larger float64) rounds correctly.
     """
-    f = np.float32
-    scale = f(in_size) / f(out_size)
-    support = f(support1) * scale if scale >= 1 else f(support1)
-    invscale = f(1) / scale if scale >= 1 else f(1)
+    even = (s.view(np.int64) & 1) == 0
+    return np.where((error != 0) & even, np.nextafter(s, np.where(error > 0, np.inf, -np.inf)), s)
+
+
+def split_float64(a):  # [...] f64 -> high, low (high + low == a exactly)
+    """Veltkamp's split into two halves of at most 26 significant bits, so their products are exact."""
+    t = a * 134217729.0  # 2**27 + 1
+    high = t - (t - a)
+    return high, a - high
+
+
+def fused_multiply_add(a, b, c):  # [...] float32 | float64 -> [...] same dtype
+    """a b + c rounded once, as the hardware fma instruction does.
+
+    float32: the product is exact in float64, the sum is rounded to odd in float64, then to float32.
+    float64: Dekker's exact product, then Boldo-Melquiond's emulated fma (sum of three terms, rounded to odd once).
+    """
+    dtype = np.result_type(a, b, c)
+    a, b, c = (np.asarray(v, np.float64) for v in (a, b, c))
+    product = a * b  # exact when a and b are float32
+    if dtype == np.float32:
+        return round_to_odd(*two_sum(product, c)).astype(np.float32)
+    (a_hi, a_lo), (b_hi, b_lo) = split_float64(a), split_float64(b)
+    product_error = ((a_hi * b_hi - product) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    high, low = two_sum(c, product)
+    return high + round_to_odd(*two_sum(low, product_error))
+
+
+def aten_filter(x, resample, fused):  # [...] float -> [...] same dtype
+    """ATen's filters evaluated as compiled: triangle 1 - |x| (in double), Keys cubic by Horner, fma-contracted.
+
+    Mirrors: UpSampleKernel.cpp HelperInterpLinear::aa_filter / HelperInterpCubic::aa_filter (a = -0.5).
+    """
+    dtype = x.dtype.type
+    x = np.abs(x)
+    if resample == "bilinear":
+        return np.where(x < 1, (1.0 - x.astype(np.float64)).astype(dtype), dtype(0))
+    a = dtype(-0.5)
+    mul_add = fused_multiply_add if fused else (lambda u, v, w: u * v + w)
+    inner = mul_add(mul_add(a + 2, x, -(a + 3)) * x, x, dtype(1))  # ((a + 2) x - (a + 3)) x x + 1
+    outer = mul_add(mul_add(mul_add(a, x, -5 * a), x, 8 * a), x, -4 * a)  # ((a x - 5 a) x + 8 a) x - 4 a
+    return np.where(x < 1, inner, np.where(x < 2, outer, dtype(0))).astype(dtype)
+
+
+def aten_float_weights(in_size, out_size, resample, dtype, fused=True):  # -> start [O], size [O], weights [O, K]
+    """One axis' taps and weights for a float image, in the image's dtype with ATen's mixed float/double steps.
+
+    `center` and the filter argument are computed in double from float operands and rounded back to `dtype`; the
+    weights are normalised by their left-to-right sum in `dtype`.
+    Mirrors: UpSampleKernel.cpp HelperInterpBase::_compute_index_ranges_weights / _compute_indices_min_size_weights_aa.
+    """
+    f = np.dtype(dtype).type
+    support1 = FILTERS[resample][0]
+    scale = f(f(in_size) / out_size)  # area_pixel_compute_scale
+    support = f(support1 * float(scale)) if scale >= 1 else f(support1)
+    invscale = f(1.0 / float(scale)) if scale >= 1 else f(1)
     K = int(math.ceil(support)) * 2 + 1
-    center = scale * (np.arange(out_size, dtype=f) + f(0.5))  # [O]
-    start = np.maximum(np.trunc(center - support + f(0.5)), 0).astype(np.int64)
-    stop = np.minimum(np.trunc(center + support + f(0.5)), in_size).astype(np.int64)
-    taps = np.arange(K)
-    valid = taps[None, :] < (stop - start)[:, None]  # [O, K]
-    x = ((start[:, None] + taps[None, :]).astype(f) - center[:, None] + f(0.5)) * invscale
-    weights = np.where(valid, kernel(x).astype(f), f(0))  # [O, K]
-    total = np.zeros(out_size, f)
-    for k in range(K):  # left-to-right float32 sum
+    center = (float(scale) * (np.arange(out_size) + 0.5)).astype(f)  # [O]
+    start = np.maximum(np.trunc(np.float64(center - support) + 0.5), 0).astype(np.int64)  # [O]
+    stop = np.trunc(np.float64(center + support) + 0.5).astype(np.int64)  # [O]
+    size = np.clip(np.minimum(stop, in_size) - start, 0, K)  # [O]; clipped to K as ATen does
+    taps = np.arange(K)  # [K]
+    offset = (start[:, None] + taps).astype(f) - center[:, None]  # [O, K] in dtype
+    x = ((np.float64(offset) + 0.5) * float(invscale)).astype(f)  # [O, K]; + 0.5 and * invscale in double
+    weights = np.where(taps < size[:, None], aten_filter(x, resample, fused), f(0))  # [O, K]
+    total = np.zeros(out_size, f)  # [O]
+    for k in range(K):  # left-to-right sum in dtype, as the C loop adds
         total = total + weights[:, k]
-    return start, np.where(total[:, None] != 0, weights / np.where(total != 0, total, f(1))[:, None], weights).astype(f)
+    safe = np.where(total != 0, total, f(1))[:, None]  # [O, 1]
+    return start, size, np.where(total[:, None] != 0, weights / safe, weights)
 
 
-def resample_axis_float(image, axis, start, weights):  # [C, H, W] float32 -> resized along axis 1 or 2
-    """One separable pass on float32 pixels: t = x0 w0, then t = fma(xk, wk, t), kept in float32.
+def aten_float_resample_axis(image, axis, table, fused=True):  # [C, H, W] float -> resized along axis 1 or 2
+    """One separable pass of ATen's float kernel: out = x0 w0, then out += xk wk for the other taps, in dtype.
 
-    A float64 product plus float64 sum rounded to float32 stands in for the fused multiply-add.
+    The tap loop as GCC compiled it for AVX2 (with fma): taps are taken in groups of one 16-byte vector of
+    products (4 float32 / 2 float64), each product rounded, then added in order; the (size - 1) % lanes taps left
+    over run as scalar fused multiply-adds. Without fma (the DEFAULT build) every product is rounded.
+    Mirrors: UpSampleKernel.cpp basic_loop_aa_horizontal / basic_loop_aa_vertical
+    (interpolate_aa_single_dim[_zero_strides]), non-uint8 path.
     """
-    in_size = image.shape[axis]
+    start, size, weights = table
     O, K = weights.shape
-    w_shape = [1, 1, 1]
-    w_shape[axis] = O
-    acc = None
-    for k in range(K):
-        src = np.take(image, np.minimum(start + k, in_size - 1), axis=axis).astype(np.float64)
-        term = src * weights[:, k].astype(np.float64).reshape(w_shape)
-        acc = term.astype(np.float32) if acc is None else (acc.astype(np.float64) + term).astype(np.float32)
-    return acc
+    n_in, outputs = image.shape[axis], np.arange(O)
+    lanes = 16 // image.itemsize if fused else 1  # products per vector; 1: every product rounded
+    w_shape = (O,) if axis == 2 else (O, 1)  # weights broadcast along the output axis
+
+    def tap(k):  # k [O] or int -> source pixels [C, H, O] / [C, O, W], weights [O] or [O, 1]
+        k = np.broadcast_to(k, (O,))
+        pixels = np.take(image, np.minimum(start + k, n_in - 1), axis=axis)
+        return pixels, weights[outputs, np.minimum(k, K - 1)].reshape(w_shape)
+
+    rounded = 1 + (np.maximum(size, 1) - 1) // lanes * lanes  # [O] taps summed from rounded products
+    pixels, w = tap(0)
+    out = pixels * w  # [C, H, O] or [C, O, W]
+    for k in range(1, K):
+        pixels, w = tap(k)
+        out = np.where((k < rounded).reshape(w_shape), out + pixels * w, out)
+    for r in range(lanes - 1):  # the left-over taps: fused multiply-adds
+        k = rounded + r  # [O]
+        pixels, w = tap(k)
+        out = np.where((k < size).reshape(w_shape), fused_multiply_add(pixels, w, out), out)
+    return out
 
 
-def resize_float_torchvision(image, size, resample="bilinear"):  # [C, H, W] float -> [C, h, w] float32
-    """Antialiased resize of a float image as torchvision does it (float32, no uint8 rounding).
+ATEN_CPU_KERNELS = {"avx2": True, "default": False}  # torch.backends.cpu.get_cpu_capability() -> uses fma
 
-    Close to, not bit-exact with, ATen (its compiled kernel's operation order is not fully reproduced; about
-    1e-7 relative). Mirrors: ATen _upsample_bilinear2d_aa / _upsample_bicubic2d_aa, float path (width first).
+
+def resize_float_torchvision(image, size, resample="bilinear", cpu_kernel="avx2"):  # [C, H, W] float -> [C, h, w]
+    """`torchvision.transforms.v2.functional.resize(antialias=True)` on a float CPU tensor, bit-exact.
+
+    float32 and float64 are resized in their own dtype; other floats (float16) in float32 and cast back, as
+    torchvision does. Width pass first, each pass only if that size changes. `cpu_kernel` is the CPU capability
+    of the ATen kernel whose operation order is reproduced: "avx2" (x86-64 with AVX2 and FMA, torch's usual
+    choice) or "default" (no vector extensions, no fma; ATEN_CPU_CAPABILITY=default). AVX-512 builds are not
+    reproduced. One ATen quirk is not reproduced either: torch 2.14's float kernel gives every output row the
+    first input row when the image is one pixel wide during the height pass (target width 1); this resamples.
+    Mirrors: torchvision resize_image; ATen _upsample_bilinear2d_aa / _upsample_bicubic2d_aa,
+    separable_upsample_generic_Nd_kernel_impl, float path.
     """
-    h, w = (int(s) for s in size)
-    support1, _, torch_kernel = FILTERS[RESAMPLE_NAMES[resample]]
-    x = image.astype(np.float32)
+    (h, w), resample = check_float_resize_args(image, size, resample, cpu_kernel)
+    if (h, w) == image.shape[1:]:
+        return image
+    x = image if image.dtype in (np.float32, np.float64) else image.astype(np.float32)
+    fused = ATEN_CPU_KERNELS[cpu_kernel]
     for axis, n_out in [(2, w), (1, h)]:
         if x.shape[axis] != n_out:
-            x = resample_axis_float(x, axis, *filter_weights_float32(x.shape[axis], n_out, support1, torch_kernel))
-    return x
+            table = aten_float_weights(x.shape[axis], n_out, resample, x.dtype, fused)
+            x = aten_float_resample_axis(x, axis, table, fused)
+    return x.astype(image.dtype, copy=False)
+
+
+def check_float_resize_args(image, size, resample, cpu_kernel):
+    """Clear errors for what the float resampler cannot take."""
+    if not isinstance(image, np.ndarray) or not np.issubdtype(image.dtype, np.floating) or image.ndim != 3:
+        got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
+        raise TypeError(f"resize_float_torchvision expects a float array [C, H, W], got {got}")
+    if image.dtype.itemsize > 8:
+        raise TypeError(f"resize_float_torchvision: {image.dtype} is not a torch dtype; use float16/32/64")
+    if image.shape[1] < 1 or image.shape[2] < 1:
+        raise ValueError(f"resize: cannot resize an empty image of shape {image.shape}")
+    if cpu_kernel not in ATEN_CPU_KERNELS:
+        raise ValueError(f"unknown ATen CPU kernel {cpu_kernel!r}; expected one of {sorted(ATEN_CPU_KERNELS)}")
+    h, w = (int(s) for s in size)
+    if h < 1 or w < 1:
+        raise ValueError(f"resize: target size must be at least 1x1, got {size}")
+    if resample not in RESAMPLE_NAMES:
+        raise ValueError(f"resize: unsupported resample filter {resample!r}; supported: 2/'bilinear', 3/'bicubic'")
+    return (h, w), RESAMPLE_NAMES[resample]
 
 
 def resize(image, size, resample="bilinear", backend="pil", pass_order="pillow13"):  # [C, H, W] -> [C, h, w]

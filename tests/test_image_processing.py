@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from golden.preprocess_goldens import digest, load_image_arrays, load_meta
-from golden.synthetic_images import CASES, CASES_BY_NAME, draw
+from golden.preprocess_goldens import digest, load_float_arrays, load_float_meta, load_image_arrays, load_meta
+from golden.synthetic_images import CASES, CASES_BY_NAME, FLOAT_CASES, FLOAT_CASES_BY_NAME, draw, draw_float
 from siglip2_ref.image_processing import (
     FixResImageProcessor,
     ImageFileError,
@@ -27,7 +27,8 @@ from siglip2_ref.tolerances import assert_close
 
 META = load_meta()
 ARRAYS = load_image_arrays()
-NOT_EXACT = set(META["not_bit_exact"])  # "case|backend": float arrays resized by ATen in float32
+FLOAT_META = load_float_meta()
+FLOAT_ARRAYS = load_float_arrays()
 
 
 def processor_for(config_name, backend):
@@ -56,10 +57,7 @@ def test_matches_stored_golden(key, tmp_path_factory):
     assert set(ours) == set(expected)
     for field, want in expected.items():
         assert ours[field].dtype == want.dtype, f"{key} {field} dtype"
-        if f"{case}|{backend}" in NOT_EXACT and field == "pixel_values":
-            assert_close(ours[field], want, "float32_stage", f"{key} {field} (float input: float32 resize order differs)")
-        else:
-            assert_close(ours[field], want, "exact", f"{key} {field}")
+        assert_close(ours[field], want, "exact", f"{key} {field}")
 
 
 @pytest.mark.parametrize("key", DIGESTS)
@@ -75,6 +73,47 @@ def test_matches_golden_digest(key, tmp_path_factory):
 def test_every_golden_case_is_covered():
     cases = {k.split("|")[0] for k in META["digests"]} | {k.split("|")[0] for k in ARRAYS}
     assert cases == {c.name for c in CASES}
+    assert not META["not_bit_exact"]  # every golden is compared exactly
+
+
+# ---- float arrays through the torchvision back-end (ATen's float resize; float_arrays.json) ------------------
+
+
+def float_processor_output(key):
+    """siglip2_ref's torchvision-back-end output for a float golden `case|config` (do_rescale by value range)."""
+    case_name, config_name = key.split("|")
+    case = FLOAT_CASES_BY_NAME[case_name]
+    cfg = dict(FLOAT_META["configs"][config_name], do_rescale=case.value_range == "255")
+    cfg = {k: v for k, v in cfg.items() if k not in ("image_processor_type", "processor_class")}
+    variant = "naflex" if config_name.startswith("naflex") else "fixres"
+    return ImageProcessor(variant, "torchvision", **cfg)(draw_float(case))
+
+
+@pytest.mark.parametrize("key", sorted(FLOAT_ARRAYS))
+def test_float_array_matches_stored_golden(key):
+    """float16/32/64, HWC and CHW, [0, 1] (do_rescale=False) and [0, 255]: equal to transformers bit for bit."""
+    ours = float_processor_output(key)
+    assert set(ours) == set(FLOAT_ARRAYS[key])
+    for field, want in FLOAT_ARRAYS[key].items():
+        assert ours[field].dtype == want.dtype and ours[field].shape == want.shape, f"{key} {field}"
+        assert np.array_equal(ours[field], want), f"{key} {field}: max diff {np.abs(ours[field] - want).max()}"
+
+
+@pytest.mark.parametrize("key", sorted(k for k in FLOAT_META["digests"] if k not in FLOAT_ARRAYS))
+def test_float_array_matches_golden_digest(key):
+    """Official sizes (FixRes 224, NaFlex 256) on float arrays: sha256 of every output equals transformers'."""
+    ours = float_processor_output(key)
+    for field, want in FLOAT_META["digests"][key].items():
+        assert list(ours[field].shape) == want["shape"] and str(ours[field].dtype) == want["dtype"], f"{key} {field}"
+        assert digest(ours[field]) == want["sha256"], f"{key} {field}: differs from transformers"
+
+
+def test_float_goldens_cover_every_case_and_resize_direction():
+    assert {k.split("|")[0] for k in FLOAT_META["digests"]} == {c.name for c in FLOAT_CASES}
+    assert {c.dtype for c in FLOAT_CASES} == {"float16", "float32", "float64"}
+    assert {c.layout for c in FLOAT_CASES} == {"hwc", "chw"} and {c.value_range for c in FLOAT_CASES} == {"01", "255"}
+    sizes = [(c.height, c.width) for c in FLOAT_CASES]
+    assert any(h < 24 for h, w in sizes) and any(h > 32 and w > 40 for h, w in sizes)  # up- and downsampling
 
 
 # ---- NaFlex geometry (expected values: transformers outputs recorded in SPEC §4.2) ----------------------------

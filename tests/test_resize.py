@@ -1,13 +1,21 @@
 """The NumPy resize against the installed Pillow (live), pass-order rules, errors and speed."""
 
 import time
+from fractions import Fraction
 
 import numpy as np
 import PIL
 import pytest
 from PIL import Image
 
-from siglip2_ref.resize import pillow_vertical_first, resize, resize_pil, resize_torchvision
+from siglip2_ref.resize import (
+    fused_multiply_add,
+    pillow_vertical_first,
+    resize,
+    resize_float_torchvision,
+    resize_pil,
+    resize_torchvision,
+)
 
 PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
 PILLOW_ORDER = "pillow13" if PILLOW_MAJOR >= 13 else None
@@ -108,3 +116,54 @@ def test_large_photo_is_fast():
         resize(image, (224, 224), backend=backend)
         elapsed = time.perf_counter() - t0
         assert elapsed < 2.0, f"{backend}: {elapsed:.2f} s"  # loose bound: shared CI machines are noisy
+
+
+# ---- float images (torchvision's float path); bit-exactness against transformers: test_image_processing ----
+
+
+def exact_fma_rounded(a, b, c, dtype):
+    """a b + c in exact rational arithmetic, rounded to the nearest `dtype` (ties to even)."""
+    exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    nearest = dtype(float(exact))  # Fraction -> float64 is correctly rounded; float32 needs the neighbours
+    candidates = [np.nextafter(nearest, dtype(-np.inf)), nearest, np.nextafter(nearest, dtype(np.inf))]
+    return min(candidates, key=lambda v: (abs(Fraction(float(v)) - exact), int(np.asarray(v).view(f"i{v.itemsize}")) & 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_multiply_add_rounds_once(dtype):
+    """Against exact rationals, including near-ties where a product-then-sum in float64 would round twice."""
+    rng = np.random.default_rng(11)
+    # a b lands exactly halfway between two neighbours of `dtype`; a tiny c must tip it upwards
+    tie = {np.float32: (1 + 2.0**-12, 1 + 2.0**-12, 2.0**-100), np.float64: (1 + 2.0**-26, 1 + 2.0**-27, 2.0**-200)}
+    a, b, c = (np.concatenate([[v], rng.standard_normal(300)]).astype(dtype) for v in tie[dtype])
+    c[1:150] = (-(a[1:150].astype(np.float64) * b[1:150])).astype(dtype) * dtype(1 + 2.0**-10)  # cancellation
+    got = fused_multiply_add(a, b, c)
+    assert got.dtype == dtype
+    expected = [exact_fma_rounded(x, y, z, dtype) for x, y, z in zip(a, b, c)]
+    assert np.array_equal(got, np.array(expected, dtype)), np.nonzero(got != np.array(expected, dtype))
+    naive = (a.astype(np.float64) * b + c).astype(dtype)
+    assert naive[0] != got[0]  # the first case really needs the single rounding
+
+
+def test_float_resize_keeps_dtype_and_skips_identity():
+    image = np.random.default_rng(5).random((3, 9, 7)).astype(np.float16)
+    assert resize_float_torchvision(image, (9, 7)) is image
+    out = resize_float_torchvision(image, (4, 12), "bicubic")
+    assert out.dtype == np.float16 and out.shape == (3, 4, 12)
+
+
+@pytest.mark.parametrize(
+    "image, size, kwargs, error",
+    [
+        (np.zeros((3, 4, 4), np.uint8), (2, 2), {}, TypeError),
+        (np.zeros((4, 4), np.float32), (2, 2), {}, TypeError),
+        (np.zeros((3, 4, 4), np.longdouble), (2, 2), {}, TypeError),
+        (np.zeros((3, 0, 4), np.float32), (2, 2), {}, ValueError),
+        (np.zeros((3, 4, 4), np.float32), (2, 0), {}, ValueError),
+        (np.zeros((3, 4, 4), np.float32), (2, 2), {"resample": "lanczos"}, ValueError),
+        (np.zeros((3, 4, 4), np.float32), (2, 2), {"cpu_kernel": "avx512"}, ValueError),
+    ],
+)
+def test_float_resize_bad_arguments(image, size, kwargs, error):
+    with pytest.raises(error):
+        resize_float_torchvision(image, size, **kwargs)
