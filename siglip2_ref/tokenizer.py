@@ -220,6 +220,16 @@ class MergeTable:
         return found
 
 
+def vocab_differences(sp, vocab):
+    """({piece: id}, {id: piece}) for the entries of `vocab` that SentencePiece's model does not have as such.
+
+    Usually empty; transformers' converter renames a missing "\t" onto <0x09> for old Gemma models, for example.
+    """
+    size = sp.get_piece_size()
+    changed = {p: i for p, i in vocab.items() if i >= size or sp.id_to_piece(i) != p}
+    return changed, {i: p for p, i in changed.items()}
+
+
 class Tokenizer:
     """Gemma SentencePiece tokenizer with transformers' call signature and outputs.
 
@@ -246,9 +256,9 @@ class Tokenizer:
         # unknown or byte ones from text. transformers' BPE only reaches any of them through merges.
         self.not_bpe_pieces = [self.sp.id_to_piece(i) for i, k in enumerate(self.piece_types) if k != PIECE_NORMAL]
         self.user_defined = [self.sp.id_to_piece(i) for i, k in enumerate(self.piece_types) if k == PIECE_USER_DEFINED]
-        self.vocab = vocab  # tokenizer.json's piece -> id, which transformers' BPE uses; None: SentencePiece's
-        self.id_to_piece = None if vocab is None else {i: p for p, i in vocab.items()}
-        self.merges = None if merges is None else MergeTable(merges, self.vocab or self.sp_vocab())
+        # transformers' BPE uses tokenizer.json's vocabulary: SentencePiece's, up to the entries kept here
+        self.vocab_changes, self.id_changes = vocab_differences(self.sp, vocab or {})
+        self.merges = None if merges is None else MergeTable(merges, vocab or self.sp_vocab())
 
     def set_added_tokens(self, added_tokens):
         """The literal tokens cut out of the text, and the lookups derived from them."""
@@ -273,15 +283,13 @@ class Tokenizer:
 
     def piece_id(self, piece):
         """Id of a vocabulary piece, or None."""
-        if self.vocab is not None:
-            return self.vocab.get(piece)
+        if piece in self.vocab_changes:
+            return self.vocab_changes[piece]
         i = self.sp.piece_to_id(piece)
-        return None if i == self.sp.unk_id() and piece != self.sp.id_to_piece(i) else i
+        return None if i in self.id_changes or piece != self.sp.id_to_piece(i) else i
 
     def piece(self, i):
-        if self.id_to_piece is not None and i in self.id_to_piece:
-            return self.id_to_piece[i]
-        return self.sp.id_to_piece(i)
+        return self.id_changes[i] if i in self.id_changes else self.sp.id_to_piece(i)
 
     def convert_tokens_to_ids(self, tokens):
         if isinstance(tokens, str):
