@@ -365,13 +365,44 @@ def golden_texts(hf_tok):
         "\t" * 33, " \t \t ", "\r\n", "\u2581", "\u2581\u2581", "x\u2581\u2581y", "\u2581\u2581\u2581 four",
         "<0x41>", "😀 🦜 🏳️‍🌈", "龘 𠀀 丂 东京", "한국어 서울 고양이", "e\u0301 combining", "\u200bzero width",
         "12345 3.14159 2025-02-27 #42 @user 1,000,000", "Zürich École São Paulo naïve café",
-        "ΟΔΟΣ οδός ΣΊΣΥΦΟΣ Σίσυφος", "İstanbul DİYARBAKIR ẞ STRASSE ǅ", "\u1c89 \ua7cb\ua7cc \U00010d50\U00010d51 \U00016ea0 (newer case pairs)", "МОСКВА Москва кошка",
+        "ΟΔΟΣ οδός ΣΊΣΥΦΟΣ Σίσυφος", "İstanbul DİYARBAKIR ẞ STRASSE ǅ", "МОСКВА Москва кошка",
+        "\u1c89 \ua7cb\ua7cc \U00010d50\U00010d51 \U00016ea0 (case pairs newer than Unicode 14)",
         "<pad>", "<eos>", "<bos>", "<unk>", "a <eos> in the middle", "<pad><pad>x<mask>", "<EOS>", "<eos",
         "the cat sat on the mat " * 40,
     ]
     for target in (62, 63, 64, 65):
         texts.append(text_with_token_count(hf_tok, target))
     return texts
+
+
+# Token flags Gemma's files leave False, set here to check how added tokens are cut out with them
+FLAG_CHANGES = {"4": {"lstrip": True}, "106": {"rstrip": True}, "107": {"single_word": True},
+                "169": {"lstrip": True, "rstrip": True}}  # <mask>, <start_of_turn>, <end_of_turn>, <table>
+FLAG_TEXTS = [
+    "a <mask> b", "a\u3000\u3000<mask>", "x\n<mask>", "a\x1c<mask>", "<start_of_turn>  user", "<start_of_turn> \n  x",
+    "<start_of_turn>\t\tb", "x<end_of_turn>", "x <end_of_turn> y", "_<end_of_turn>", "é<end_of_turn>", "Ⓐ<end_of_turn>",
+    "²<end_of_turn>", "<end_of_turn>\u0301", "<end_of_turn><end_of_turn>", "a <table> b", "a\t<table>\n\nb",
+    " <table>  <table> ", "<mask><table><start_of_turn> <end_of_turn> <mask>",
+]
+
+
+def flagged_config(config):
+    """tokenizer_config.json with FLAG_CHANGES applied."""
+    config = json.loads(json.dumps(config))
+    for token_id, flags in FLAG_CHANGES.items():
+        config["added_tokens_decoder"][token_id].update(flags)
+    return config
+
+
+def write_flagged(standin_dir, out_dir):
+    """The stand-in with FLAG_CHANGES, without tokenizer.json (merges come from the vocabulary then)."""
+    os.makedirs(out_dir, exist_ok=True)
+    for name in ("tokenizer.model", "special_tokens_map.json"):
+        with open(os.path.join(standin_dir, name), "rb") as src, open(os.path.join(out_dir, name), "wb") as dst:
+            dst.write(src.read())
+    with open(os.path.join(standin_dir, "tokenizer_config.json"), encoding="utf-8") as f:
+        write_json(os.path.join(out_dir, "tokenizer_config.json"), flagged_config(json.load(f)), indent=2)
+    return out_dir
 
 
 def text_with_token_count(hf_tok, target):
@@ -409,6 +440,8 @@ def record(out_file):
                 ids[f"{variant}|{name}"] = [tok(t, **kwargs)["input_ids"] for t in texts]
             ids[f"{variant}|decode"] = [tok.decode(tok(t)["input_ids"], skip_special_tokens=True) for t in texts]
             ids[f"{variant}|decode_all"] = [tok.decode(tok(t)["input_ids"]) for t in texts]
+        flagged = {v: cls.from_pretrained(write_flagged(tmp, os.path.join(tmp, "flagged")))
+                   for v, cls in (("fixres", GemmaTokenizer), ("naflex", Siglip2Tokenizer))}
         golden = {
             "about": "transformers' ids on the Gemma-format stand-in written by golden/gemma_standin.py",
             "command": "python golden/gemma_standin.py --record",
@@ -417,6 +450,8 @@ def record(out_file):
             "classes": {k: type(v).__name__ for k, v in toks.items()},
             "vocab_size": VOCAB_SIZE, "file_digests": file_digests(tmp),
             "texts": texts, "options": options, "ids": ids,
+            "flags": {"changes": FLAG_CHANGES, "texts": FLAG_TEXTS,
+                      "ids": {v: [t(x)["input_ids"] for x in FLAG_TEXTS] for v, t in flagged.items()}},
         }
     with open(out_file, "w", encoding="utf-8") as f:
         json.dump(golden, f, ensure_ascii=False, indent=0)

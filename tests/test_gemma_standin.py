@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from golden.gemma_standin import GOLDEN_FILE, file_digests, write_standin
+from golden.gemma_standin import GOLDEN_FILE, file_digests, write_flagged, write_standin
 from siglip2_ref.tokenizer import load_tokenizer
 
 with open(GOLDEN_FILE, encoding="utf-8") as f:
@@ -119,3 +119,13 @@ def test_without_tokenizer_json_merges_come_from_the_vocabulary(standin_dir, tmp
     assert tok.merges is None
     expected = GOLDEN["ids"]["fixres|no_padding"]
     assert [tok(t)["input_ids"] for t in TEXTS] == expected
+
+
+def test_token_flags_match_transformers(standin_dir, tmp_path):
+    """lstrip / rstrip / single_word on Gemma's added tokens cut the text as transformers does."""
+    fixres = load_tokenizer(write_flagged(standin_dir, str(tmp_path / "flagged")), variant="fixres")
+    naflex = copy.copy(fixres)
+    naflex.lowercase = True
+    flags = GOLDEN["flags"]
+    for variant, tok in (("fixres", fixres), ("naflex", naflex)):
+        assert [tok(t)["input_ids"] for t in flags["texts"]] == flags["ids"][variant], variant

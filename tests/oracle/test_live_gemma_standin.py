@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 transformers = pytest.importorskip("transformers")
 
 from golden.gemma_standin import (  # noqa: E402
-    ENGLISH, GOLDEN_FILE, SPACE, tokenizer_json, standin_pieces, user_defined_head, user_defined_tail, write_standin,
+    ENGLISH, GOLDEN_FILE, SPACE, standin_pieces, tokenizer_json, user_defined_head, user_defined_tail, write_flagged,
+    write_standin,
 )
 from siglip2_ref.tokenizer import load_tokenizer  # noqa: E402
 
@@ -119,3 +120,20 @@ def test_without_tokenizer_json_both_build_merges_from_the_vocabulary(folders, t
     texts = ["a  b   c", " " * 45, "x<table>y <TABLE> <EOS>", "<start_of_turn>user\n" + "\t" * 40, "😀 龘 a photo"]
     for text in texts:
         assert ours(text)["input_ids"] == theirs(text)["input_ids"] == pairs["fixres"][1](text)["input_ids"], text
+
+
+def test_token_flags_on_generated_strings(folders, tmp_path):
+    """lstrip / rstrip / single_word set on Gemma's added tokens (golden/gemma_standin.py FLAG_CHANGES)."""
+    from transformers import GemmaTokenizer
+
+    folder = write_flagged(folders["fixres"], str(tmp_path / "flagged"))
+    ours, theirs = load_tokenizer(folder), GemmaTokenizer.from_pretrained(folder)
+    pieces = st.sampled_from(["<mask>", "<start_of_turn>", "<end_of_turn>", "<table>", " ", "  ", "\n", "\t", "a", "_",
+                              "é", "Ⓐ", "²", "\u0301", "\u3000", "\x1c", "\x85", "\u00a0", "-"])
+
+    @TWO_THOUSAND
+    @given(st.lists(st.one_of(pieces, st.characters(codec="utf-8")), max_size=14).map("".join))
+    def check(text):
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"], repr(text)
+
+    check()
