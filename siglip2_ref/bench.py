@@ -141,21 +141,25 @@ def gflop(shapes):
     return sum(c * 2 * b * m * k * n for c, b, m, k, n in shapes) / 1e9
 
 
-def gemm_floor(shapes, cache, threads, repeats=3):
-    """Seconds NumPy's matmul alone needs for these shapes: each distinct shape timed (median of `repeats`)
-    both as one call on BLAS's threads and split over `threads` single-threaded workers; the faster counts."""
-    total = 0.0
+def gemm_floor(shapes, threads, repeats=3):
+    """A callable that runs just the matrix multiplies of one forward through NumPy: every GEMM in `shapes`,
+    each distinct shape in the faster of two ways, chosen here by timing both (median of `repeats`): one call
+    on BLAS's threads, or split over `threads` single-threaded workers (fast.py's scheme)."""
+    plan = []
     for count, b, m, k, n in shapes:
-        key = (b, m, k, n)
-        if key not in cache:
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal((b, m, k), dtype=np.float32)
-            w = rng.standard_normal((b, k, n), dtype=np.float32)
-            out = np.empty((b, m, n), np.float32)
-            whole = median_time(lambda: np.matmul(x, w, out=out), repeats)
-            cache[key] = min(whole, median_time(split_matmul(x, w, out, threads), repeats))
-        total += count * cache[key]
-    return total
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((b, m, k), dtype=np.float32)
+        w = rng.standard_normal((b, k, n), dtype=np.float32)
+        out = np.empty((b, m, n), np.float32)
+        whole, split = (lambda x=x, w=w, out=out: np.matmul(x, w, out=out)), split_matmul(x, w, out, threads)
+        plan.append((count, min((whole, split), key=lambda fn: median_time(fn, repeats))))
+
+    def run():
+        for count, fn in plan:
+            for _ in range(count):
+                fn()
+
+    return run
 
 
 def split_matmul(x, w, out, threads):
@@ -311,8 +315,14 @@ def table(rows):
     return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in out[:1] + [["-" * w for w in widths]] + out[1:])
 
 
-def bench_workloads(names, paths, args, use_hf, floor_cache):
-    """Time every workload: ours and transformers interleaved per repeat (so load noise hits both alike)."""
+def paired_ratio(a, b):
+    """Median of a[i] / b[i] over the repeats: each pair ran back to back, under the same machine speed."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def bench_workloads(names, paths, args, use_hf):
+    """Time every workload: ours, the GEMM floor and transformers interleaved per repeat, so that a change in the
+    machine's speed (shared hosts drift by +-30% within minutes) hits all three alike and the ratios hold."""
     from .model import load_model
 
     ours = {name: load_model(path) for name, path in paths.items()}
@@ -322,7 +332,7 @@ def bench_workloads(names, paths, args, use_hf, floor_cache):
     for name in names:
         checkpoint, tower, batch, n = WORKLOADS[name]
         data = inputs(checkpoint, tower, batch, n)
-        calls = {"ours": ours_call(ours[checkpoint], tower, data)}
+        calls = {"ours": ours_call(ours[checkpoint], tower, data), "floor": gemm_floor(gemms(tower, batch, n), args.threads_used)}
         if use_hf:
             calls["hf"] = hf_call(hf[checkpoint], tower, data)
         if args.plain and name in QUICK:  # the plain path is slow: the small workloads only
@@ -339,11 +349,10 @@ def bench_workloads(names, paths, args, use_hf, floor_cache):
                 times[k].append(time.perf_counter() - t)
         row = {"name": name, "gflop": gflop(gemms(tower, batch, n)), **{k: statistics.median(v) for k, v in times.items()}}
         row["gflops"] = row["gflop"] / row["ours"]
-        row["floor"] = gemm_floor(gemms(tower, batch, n), floor_cache, args.threads_used)
-        row["ratio_floor"] = row["ours"] / row["floor"]
+        row["ratio_floor"] = paired_ratio(times["ours"], times["floor"])
         if use_hf:
-            row["ratio_hf"] = row["ours"] / row["hf"]
-            row["floor_hf"] = row["floor"] / row["hf"]  # the best ours/hf any NumPy code could reach here
+            row["ratio_hf"] = paired_ratio(times["ours"], times["hf"])
+            row["floor_hf"] = paired_ratio(times["floor"], times["hf"])  # the best ours/hf any NumPy code could reach
         row["load_avg"] = os.getloadavg()[0]
         rows.append(row)
         print(f"  {name}: ours {row['ours']:.3f} s" + (f", hf {row['hf']:.3f} s" if use_hf else ""), file=sys.stderr)
@@ -419,7 +428,7 @@ def report(args, folder, threads, use_hf):
                                   f"{split:.0f} GFLOP/s split over {threads} single-threaded workers"
                                   + (f"; torch: {torch_rate:.0f} GFLOP/s" if torch_rate else ""))  # fmt: skip
     names = QUICK if args.quick else tuple(WORKLOADS)
-    results["workloads"] = bench_workloads(names, paths, args, use_hf, {})
+    results["workloads"] = bench_workloads(names, paths, args, use_hf)
     results["load"] = bench_load(paths, args, use_hf)
     if not args.no_rss:
         rss_workload = WORKLOADS["vision naflex-256 B=8"]

@@ -31,3 +31,25 @@ def test_table_has_every_ratio_and_dashes_for_what_was_not_run():
     assert [c.strip() for c in lines[0].strip("|").split("|")][5:9] == ["ours/hf", "floor s", "ours/floor", "floor/hf"]
     assert [c.strip() for c in lines[2].strip("|").split("|")][5:9] == ["0.50", "0.400", "1.25", "0.40"]
     assert [c.strip() for c in lines[3].strip("|").split("|")][4:9] == ["-", "-", "0.400", "1.25", "-"]
+
+
+def test_ratios_pair_the_repeats_that_ran_together():
+    # the machine halves its speed for the last two repeats: paired ratios stay 0.5, a ratio of medians would not
+    assert bench.paired_ratio([1.0, 1.0, 1.0, 2.0, 2.0], [2.0, 2.0, 2.0, 4.0, 4.0]) == 0.5
+    assert bench.paired_ratio([1.0, 3.0], [1.0, 1.0]) == 2.0
+
+
+def test_gemm_floor_runs_every_matrix_multiply_of_the_forward(monkeypatch):
+    import numpy as np
+
+    shapes = [(3, 1, 40, 24, 56), (2, 6, 16, 8, 16), (1, 1, 4, 24, 32)]
+    run = bench.gemm_floor(shapes, threads=2, repeats=1)
+    done, matmul = [], np.matmul
+
+    def counting(a, b, out=None):
+        done.append(2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * (a.shape[0] if a.ndim == 3 else 1))
+        return matmul(a, b, out=out)
+
+    monkeypatch.setattr(np, "matmul", counting)
+    run()
+    assert sum(done) == round(bench.gflop(shapes) * 1e9)
