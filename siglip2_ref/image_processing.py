@@ -234,7 +234,8 @@ def rescale_and_normalize(image, cfg, backend):  # [C, h, w] uint8/float -> [C, 
 
     Mirrors: PilBackend.rescale + normalize (float64 rescale, then float32) and TorchvisionBackend
     .rescale_and_normalize (mean and std divided by the rescale factor, one float32 normalise; without
-    normalisation the tensor keeps its dtype: `x * factor` or x itself).
+    normalisation the tensor keeps its dtype: `x * factor` or x itself). With both steps off, both back-ends
+    return the resized image as it is (uint8 stays uint8).
     """
     mean = np.asarray(cfg["image_mean"], np.float32).reshape(-1, 1, 1)  # [C, 1, 1]
     std = np.asarray(cfg["image_std"], np.float32).reshape(-1, 1, 1)
@@ -247,6 +248,8 @@ def rescale_and_normalize(image, cfg, backend):  # [C, h, w] uint8/float -> [C, 
         if do_normalize:
             return (x - mean) / std
         return torch_rescale(image, factor) if do_rescale else image
+    if not (do_rescale or do_normalize):
+        return image
     x = image
     if do_rescale:
         x = (x.astype(np.float64) * factor).astype(np.float32)

@@ -215,6 +215,20 @@ def test_torchvision_rescale_normalize_flags_keep_torch_dtypes(variant, do_resca
         assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), f"{variant} {cfg} {image.dtype}"
 
 
+@pytest.mark.parametrize("variant", ["fixres", "naflex"])
+@pytest.mark.parametrize("do_rescale, do_normalize", [(False, False), (True, False), (False, True)])
+def test_pil_rescale_normalize_flags_keep_transformers_dtypes(variant, do_rescale, do_normalize):
+    """uint8, float32 and float64 [0, 1] inputs with rescale and/or normalise off: same values and dtypes."""
+    rng = np.random.default_rng(4)
+    cfg = {"do_rescale": do_rescale, "do_normalize": do_normalize, "resample": 2}
+    cfg.update({"size": {"height": 32, "width": 40}} if variant == "fixres" else {"max_num_patches": 16})
+    for image in (rng.integers(0, 256, (50, 70, 3), dtype=np.uint8), rng.random((50, 70, 3)).astype(np.float32),
+                  rng.random((50, 70, 3))):
+        got = ImageProcessor(variant, "pil", **cfg)(image)["pixel_values"]
+        want = np.asarray(hf_processor(variant, "pil", **cfg)(image, return_tensors="np")["pixel_values"])
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), f"{variant} {cfg} {image.dtype}"
+
+
 DEFAULT_KERNEL_SCRIPT = """
 import sys, numpy as np, torch
 assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
