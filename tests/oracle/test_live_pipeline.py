@@ -38,7 +38,8 @@ def images():
 @pytest.mark.parametrize("path", [DEMO_NAFLEX, DEMO_FIXRES], ids=["naflex", "fixres"])
 def test_zero_shot_matches_the_transformers_pipeline(path):
     classifier = transformers.pipeline("zero-shot-image-classification", model=str(path), device="cpu")
-    model, processor = s2.load_model(path), s2.load_processor(path)
+    backend = "pil" if type(classifier.image_processor).__name__.endswith("Pil") else "torchvision"  # as installed
+    model, processor = s2.load_model(path), s2.load_processor(path, resize_backend=backend)
     for i, image in enumerate(images()):
         theirs = classifier(image, candidate_labels=LABELS)  # [{"score", "label"}], best first
         ours = s2.zero_shot(model, processor, image, LABELS)  # [(label, probability)], best first
