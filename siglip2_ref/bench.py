@@ -320,6 +320,21 @@ def paired_ratio(a, b):
     return statistics.median(x / y for x, y in zip(a, b))
 
 
+def interleaved_times(calls, repeats):  # {name: fn} -> {name: [seconds per repeat]}
+    """One warm-up each, then `repeats` rounds (3 when a round takes over 10 s) running every call back to back."""
+    warm = time.perf_counter()
+    for fn in calls.values():
+        fn()
+    repeats = repeats if time.perf_counter() - warm < 10 else min(repeats, 3)
+    times = {k: [] for k in calls}
+    for _ in range(repeats):
+        for k, fn in calls.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
 def bench_workloads(names, paths, args, use_hf):
     """Time every workload: ours, the GEMM floor and transformers interleaved per repeat, so that a change in the
     machine's speed (shared hosts drift by +-30% within minutes) hits all three alike and the ratios hold."""
@@ -337,16 +352,7 @@ def bench_workloads(names, paths, args, use_hf):
             calls["hf"] = hf_call(hf[checkpoint], tower, data)
         if args.plain and name in QUICK:  # the plain path is slow: the small workloads only
             calls["plain"] = ours_call(plain[checkpoint], tower, data)
-        times = {k: [] for k in calls}
-        warm = time.perf_counter()
-        for fn in calls.values():
-            fn()  # warm-up
-        repeats = args.repeats if time.perf_counter() - warm < 10 else min(args.repeats, 3)
-        for _ in range(repeats):
-            for k, fn in calls.items():
-                t = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t)
+        times = interleaved_times(calls, args.repeats)
         row = {"name": name, "gflop": gflop(gemms(tower, batch, n)), **{k: statistics.median(v) for k, v in times.items()}}
         row["gflops"] = row["gflop"] / row["ours"]
         row["ratio_floor"] = paired_ratio(times["ours"], times["floor"])

@@ -53,3 +53,11 @@ def test_gemm_floor_runs_every_matrix_multiply_of_the_forward(monkeypatch):
     monkeypatch.setattr(np, "matmul", counting)
     run()
     assert sum(done) == round(bench.gflop(shapes) * 1e9)
+
+
+def test_interleaved_times_runs_every_call_in_every_round():
+    order = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    times = bench.interleaved_times(calls, repeats=3)
+    assert order == ["a", "b"] * 4  # one warm-up round, then three timed rounds, back to back
+    assert [len(v) for v in times.values()] == [3, 3]
