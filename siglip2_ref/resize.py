@@ -150,10 +150,15 @@ def pillow_vertical_first(in_hw, out_hw, pass_order="pillow13"):
 
 
 def check_resize_args(image, size, resample):
-    """Clear errors for what the resampler cannot take."""
+    """Clear errors for what the uint8 resampler cannot take."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
         got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
         raise TypeError(f"resize expects a uint8 array [C, H, W], got {got}")
+    return check_geometry(image, size, resample)
+
+
+def check_geometry(image, size, resample):  # [C, H, W] -> (h, w), filter name
+    """Errors both resamplers share: an empty image, a target below 1x1, an unknown filter."""
     if image.shape[1] < 1 or image.shape[2] < 1:
         raise ValueError(f"resize: cannot resize an empty image of shape {image.shape}")
     h, w = (int(s) for s in size)
@@ -347,16 +352,9 @@ def check_float_resize_args(image, size, resample, cpu_kernel):
         raise TypeError(f"resize_float_torchvision expects a float array [C, H, W], got {got}")
     if image.dtype.itemsize > 8:
         raise TypeError(f"resize_float_torchvision: {image.dtype} is not a torch dtype; use float16/32/64")
-    if image.shape[1] < 1 or image.shape[2] < 1:
-        raise ValueError(f"resize: cannot resize an empty image of shape {image.shape}")
     if cpu_kernel not in ATEN_CPU_KERNELS:
         raise ValueError(f"unknown ATen CPU kernel {cpu_kernel!r}; expected one of {sorted(ATEN_CPU_KERNELS)}")
-    h, w = (int(s) for s in size)
-    if h < 1 or w < 1:
-        raise ValueError(f"resize: target size must be at least 1x1, got {size}")
-    if resample not in RESAMPLE_NAMES:
-        raise ValueError(f"resize: unsupported resample filter {resample!r}; supported: 2/'bilinear', 3/'bicubic'")
-    return (h, w), RESAMPLE_NAMES[resample]
+    return check_geometry(image, size, resample)
 
 
 def resize(image, size, resample="bilinear", backend="pil", pass_order="pillow13"):  # [C, H, W] -> [C, h, w]
