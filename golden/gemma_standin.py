@@ -47,7 +47,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from golden.toy_tokenizer import hub_special_tokens_map, hub_tokenizer_config  # noqa: E402
+from golden.toy_tokenizer import hub_special_tokens_map, hub_tokenizer_config, text_with_token_count  # noqa: E402
 
 VOCAB_SIZE = 256_000
 SEED = 20250227
@@ -371,7 +371,7 @@ def golden_texts(hf_tok):
         "the cat sat on the mat " * 40,
     ]
     for target in (62, 63, 64, 65):
-        texts.append(text_with_token_count(hf_tok, target))
+        texts.append(text_with_token_count(hf_tok, target, "a photo of <b>two</b> cats  near 12 trees in Zürich \n"))
     return texts
 
 
@@ -403,15 +403,6 @@ def write_flagged(standin_dir, out_dir):
     with open(os.path.join(standin_dir, "tokenizer_config.json"), encoding="utf-8") as f:
         write_json(os.path.join(out_dir, "tokenizer_config.json"), flagged_config(json.load(f)), indent=2)
     return out_dir
-
-
-def text_with_token_count(hf_tok, target):
-    """The shortest prefix of a long mixed text whose BPE encoding (without EOS) has exactly `target` tokens."""
-    long_text = " ".join(["a photo of <b>two</b> cats  near 12 trees in Zürich \n"] * 20)
-    for end in range(1, len(long_text) + 1):
-        if len(hf_tok(long_text[:end], add_special_tokens=False)["input_ids"]) == target:
-            return long_text[:end]
-    raise RuntimeError(f"no prefix with exactly {target} tokens")
 
 
 def record(out_file):

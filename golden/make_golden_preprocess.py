@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from golden.synthetic_images import CASES, FLOAT_CASES, draw, draw_float, sixteen_bit_reference_rgb  # noqa: E402
-from golden.toy_tokenizer import make_gemma_style_tokenizer  # noqa: E402
+from golden.toy_tokenizer import make_gemma_style_tokenizer, text_with_token_count  # noqa: E402
 
 FORMAT_VERSION = 1
 SEED = 20250227
@@ -229,17 +229,8 @@ def golden_texts(hf_tok):
         "x" * 300, "word " * 80,
     ]
     for target in (62, 63, 64, 65):
-        texts.append(text_with_token_count(hf_tok, target))
+        texts.append(text_with_token_count(hf_tok, target, "the cat sat on a red mat near two small dogs in Zürich"))
     return texts
-
-
-def text_with_token_count(hf_tok, target):
-    """The shortest prefix of a long sentence whose BPE encoding (without EOS) has exactly `target` tokens."""
-    long_text = " ".join(["the cat sat on a red mat near two small dogs in Zürich"] * 20)
-    for end in range(1, len(long_text) + 1):
-        if len(hf_tok(long_text[:end], add_special_tokens=False)["input_ids"]) == target:
-            return long_text[:end]
-    raise RuntimeError(f"no prefix with exactly {target} tokens")
 
 
 def record_text(out_dir):

@@ -122,3 +122,13 @@ def make_gemma_style_tokenizer(texts, out_dir, vocab_size):
     write_json(os.path.join(out_dir, "tokenizer_config.json"), hub_tokenizer_config())
     write_json(os.path.join(out_dir, "special_tokens_map.json"), hub_special_tokens_map())
     return out_dir
+
+
+def text_with_token_count(hf_tok, target, sentence):
+    """The shortest prefix of `sentence` repeated 20 times whose encoding by transformers' tokenizer `hf_tok`
+    (without EOS) has exactly `target` tokens: texts just below, at and above the 64-token limit."""
+    long_text = " ".join([sentence] * 20)
+    for end in range(1, len(long_text) + 1):
+        if len(hf_tok(long_text[:end], add_special_tokens=False)["input_ids"]) == target:
+            return long_text[:end]
+    raise RuntimeError(f"no prefix with exactly {target} tokens")
