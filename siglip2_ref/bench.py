@@ -183,6 +183,7 @@ def split_matmul(x, w, out, threads):
 
 
 def median_time(fn, repeats, warmup=1):
+    """Median wall time of fn() over `repeats` runs after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -307,6 +308,7 @@ def fmt(x, spec=".3f"):
 
 
 def table(rows):
+    """The workload rows as a Markdown table ("-" where a value was not measured)."""
     head = ("workload", "GFLOP", "ours s", "GFLOP/s", "hf s", "ours/hf", "floor s", "ours/floor", "floor/hf", "plain s", "load")
     out = [head] + [(r["name"], fmt(r["gflop"], ".1f"), fmt(r["ours"]), fmt(r["gflops"], ".0f"), fmt(r.get("hf")),
                      fmt(r.get("ratio_hf"), ".2f"), fmt(r["floor"]), fmt(r["ratio_floor"], ".2f"),
@@ -366,6 +368,7 @@ def bench_workloads(names, paths, args, use_hf):
 
 
 def bench_load(paths, args, use_hf):
+    """Median seconds to load the NaFlex checkpoint: ours (memory-mapped) and transformers' from_pretrained."""
     from .model import load_model
 
     path = paths["naflex"]
@@ -376,6 +379,7 @@ def bench_load(paths, args, use_hf):
 
 
 def main(argv=None):
+    """Parse the options, build (or reuse) the random checkpoints, run everything and print the report."""
     parser = argparse.ArgumentParser(prog="python -m siglip2_ref.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the B/16 NaFlex-256, FixRes B=8 and text workloads only")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per workload (median reported)")
@@ -426,6 +430,7 @@ def gemm_rate(threads, use_hf):
 
 
 def report(args, folder, threads, use_hf):
+    """Run the workloads, the load timing and the peak-RSS children; print (and optionally save) the results."""
     print("building random base checkpoints ...", file=sys.stderr)
     paths = checkpoints(folder)
     results = {"environment": environment(threads)}
@@ -452,6 +457,7 @@ def report(args, folder, threads, use_hf):
 
 
 def print_report(results):
+    """The environment lines, the workload table, then load, RSS and long-sequence lines."""
     print("\n".join(results["environment"]))
     print()
     print(table(results["workloads"]))
