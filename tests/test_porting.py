@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siglip2_ref import cli, conventions, model as model_module, stages as stages_module, text as text_module
+from siglip2_ref import conventions, model as model_module, stages as stages_module, text as text_module
 from siglip2_ref import layers, vision as vision_module
 from siglip2_ref.demo import shapes
 from siglip2_ref.model import load_model
@@ -22,6 +22,7 @@ from siglip2_ref.porting import (DumpError, check_bundle, compare_dumps, export_
 from siglip2_ref.processor import load_processor
 from siglip2_ref.tolerances import TIERS
 from siglip2_ref.verify import load_case
+from tests.test_cli import run
 from tests.test_pipelines import tiny_folders  # noqa: F401 (fixture)
 
 TEXTS = ["This is a photo of a RED circle.", "ÉCOLE Zürich, 東京!", "", "x " * 80]
@@ -290,12 +291,6 @@ def test_read_dump_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- command line
-
-
-def run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
