@@ -21,7 +21,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from golden.synthetic_images import base_rgb  # noqa: E402
-from siglip2_ref.image_processing import ImageProcessor  # noqa: E402
+from siglip2_ref.preprocess.images import ImageProcessor  # noqa: E402
 
 HUB = {"do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
        "rescale_factor": 1 / 255, "resample": 2}

@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from siglip2_ref.backend import backend_module, to_numpy  # noqa: E402
-from siglip2_ref.model import load_model  # noqa: E402
-from siglip2_ref.porting import random_model  # noqa: E402
-from siglip2_ref.stages import run_stages  # noqa: E402
-from siglip2_ref.tolerances import TIERS, measure  # noqa: E402
-from siglip2_ref.verify import case_names, load_case  # noqa: E402
+from siglip2_ref.model.model import load_model  # noqa: E402
+from siglip2_ref.porting.random_model import random_model  # noqa: E402
+from siglip2_ref.porting.stages import run_stages  # noqa: E402
+from siglip2_ref.porting.tolerances import TIERS, measure  # noqa: E402
+from siglip2_ref.porting.verify import case_names, load_case  # noqa: E402
+GOLDEN_MODEL = Path(__file__).resolve().parent.parent / "golden" / "model"  # noqa: E402
 
 BASE = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
 TINY = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
@@ -56,7 +57,7 @@ def timed(fn, xp, repeats):
 def parity_rows(backend, golden_cases):
     rows = []
     for case in golden_cases:
-        meta, inputs, _, folder = load_case(case)
+        meta, inputs, _, folder = load_case(case, GOLDEN_MODEL)
         reference = run_stages(load_model(folder, dtype="float64"), **inputs)
         for dtype in ("float32", "float16"):
             got = run_stages(load_model(folder, backend=backend, dtype=dtype), **inputs)
@@ -161,7 +162,7 @@ def main(argv=None):
     print("\n## parity against the NumPy float64 path (stage-relative error)\n")
     print("| case | dtype | stage | error | bound |\n|---|---|---|---|---|")
     worst_ok = True
-    for case, dtype, stage, err in parity_rows(backend, case_names()[:4] if args.dry_run else case_names()) + random_parity_rows(backend, sizes, vocab):
+    for case, dtype, stage, err in parity_rows(backend, case_names(GOLDEN_MODEL)[:4] if args.dry_run else case_names(GOLDEN_MODEL)) + random_parity_rows(backend, sizes, vocab):
         bound = 1e-5 if dtype == "float32" else TIERS["float16"].rel
         if not (args.dry_run and dtype == "float16"):  # NumPy's float16 matmul accumulates in float16: not a GPU proxy
             worst_ok &= err <= bound

@@ -19,16 +19,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from siglip2_ref.conventions import Conventions, preprocess  # noqa: E402
+from siglip2_ref.porting.conventions import Conventions, preprocess  # noqa: E402
 from siglip2_ref.demo import DEMO_FIXRES, DEMO_NAFLEX, shapes  # noqa: E402
-from siglip2_ref.emulate import emulated_model  # noqa: E402
-from siglip2_ref.fast import FastEncoder  # noqa: E402
-from siglip2_ref.image_processing import FixResImageProcessor, NaFlexImageProcessor  # noqa: E402
-from siglip2_ref.model import load_model  # noqa: E402
-from siglip2_ref.porting import compare_stage, random_model  # noqa: E402
-from siglip2_ref.processor import Processor, load_processor  # noqa: E402
-from siglip2_ref.stages import run_stages  # noqa: E402
-from siglip2_ref.tokenizer import load_tokenizer  # noqa: E402
+from siglip2_ref.porting.emulate import emulated_model  # noqa: E402
+from siglip2_ref.model.fast import FastEncoder  # noqa: E402
+from siglip2_ref.preprocess.images import FixResImageProcessor, NaFlexImageProcessor  # noqa: E402
+from siglip2_ref.model.model import load_model  # noqa: E402
+from siglip2_ref.porting.compare import compare_stage
+from siglip2_ref.porting.random_model import random_model  # noqa: E402
+from siglip2_ref.preprocess.processor import Processor, load_processor  # noqa: E402
+from siglip2_ref.porting.stages import run_stages  # noqa: E402
+from siglip2_ref.preprocess.tokenizer import load_tokenizer  # noqa: E402
 
 BASE = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
 SIZES = [(640, 480), (1600, 400), (400, 1600), (300, 300), (2000, 90), (37, 50)]

@@ -129,7 +129,7 @@ def stored_form(case, config_name, backend):
 
 def record_images(out_dir, tmp):
     """Run every case through every config and back-end; store outputs; measure siglip2_ref against them."""
-    from siglip2_ref.image_processing import ImageProcessor
+    from siglip2_ref.preprocess.images import ImageProcessor
 
     arrays, digests, diffs, same_as_pil = {}, {}, {}, []
     for case in CASES:
@@ -171,7 +171,7 @@ def float_case_config(case, config_name):
 
 def record_float_arrays(out_dir):
     """Float-array cases through transformers' torchvision processors; store small outputs, digest large ones."""
-    from siglip2_ref.image_processing import ImageProcessor
+    from siglip2_ref.preprocess.images import ImageProcessor
 
     arrays, digests, diffs = {}, {}, {}
     for case in FLOAT_CASES:

@@ -38,8 +38,8 @@ sys.path.insert(0, str(HERE))
 
 import make_golden  # noqa: E402  (the golden generator's stage capture)
 
-from siglip2_ref.porting import FORMAT, FORMAT_VERSION, INPUT_NAMES, sha256_array, sha256_file, write_dump  # noqa: E402
-from siglip2_ref.stages import pipeline_order  # noqa: E402
+from siglip2_ref.porting.dump import FORMAT, FORMAT_VERSION, INPUT_NAMES, sha256_array, sha256_file, write_dump  # noqa: E402
+from siglip2_ref.porting.stages import pipeline_order  # noqa: E402
 
 MODEL_CLASSES = {
     "siglip": "SiglipModel", "siglip2": "Siglip2Model", "siglip_vision_model": "SiglipVisionModel",

@@ -1,12 +1,12 @@
 """siglip2-ref: a readable NumPy reference implementation of SigLIP 2 (FixRes and NaFlex), matching transformers."""
 
 from .backend import to_numpy
-from .config import ConfigError
-from .model import Model, load_model
-from .pipelines import embed_images, embed_texts, rank_images, rank_texts, search, zero_shot
-from .processor import Processor, load_processor
-from .vision import InputError
-from .weights import CheckpointError
+from .checkpoint.config import ConfigError
+from .model.model import Model, load_model
+from .tasks.pipelines import embed_images, embed_texts, rank_images, rank_texts, search, zero_shot
+from .preprocess.processor import Processor, load_processor
+from .model.vision import InputError
+from .checkpoint.weights import CheckpointError
 
 __version__ = "0.1.0"
 __all__ = [

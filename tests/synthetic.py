@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN_MODEL = GOLDEN / "model"  # the model goldens (golden/README.md)
 
 TINY_TEXT = dict(vocab_size=40, hidden_size=12, intermediate_size=7, num_hidden_layers=2, num_attention_heads=3)
 TINY_VISION = dict(hidden_size=12, intermediate_size=7, num_hidden_layers=2, num_attention_heads=2, patch_size=2)

@@ -1,6 +1,6 @@
 """The benchmark's arithmetic: FLOP counts from the textbook formula, and the table it prints."""
 
-from siglip2_ref import bench
+from siglip2_ref.bench import benchmark as bench
 
 
 def vit_gflop(batch, n, layers=12, D=768, F=3072, patch_dim=3 * 16 * 16):

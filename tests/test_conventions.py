@@ -8,12 +8,12 @@ F.interpolate is in tests/oracle/test_transformers_dump.py.
 import numpy as np
 import pytest
 
-from siglip2_ref import conventions as cv
+from siglip2_ref.porting import conventions as cv
 from siglip2_ref.demo import shapes
-from siglip2_ref.image_processing import FixResImageProcessor, NaFlexImageProcessor
-from siglip2_ref.processor import Processor
-from siglip2_ref.tokenizer import load_tokenizer
-from siglip2_ref.vision import naflex_position_embeddings
+from siglip2_ref.preprocess.images import FixResImageProcessor, NaFlexImageProcessor
+from siglip2_ref.preprocess.processor import Processor
+from siglip2_ref.preprocess.tokenizer import load_tokenizer
+from siglip2_ref.model.vision import naflex_position_embeddings
 from tests.test_pipelines import tokenizer_source
 
 IMAGES = [shapes.draw("red", "circle", "left", np.random.default_rng(0), size=(300, 100)),

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from siglip2_ref.emulate import Emulation, emulated_layer, emulated_model, parse_emulation, round_bfloat16, round_float16
-from siglip2_ref.layers import encoder_layer, key_padding_bias
-from siglip2_ref.model import load_model
-from siglip2_ref.stages import run_stages
-from siglip2_ref.tolerances import TIERS, measure
-from siglip2_ref.verify import load_case
+from siglip2_ref.porting.emulate import Emulation, emulated_layer, emulated_model, parse_emulation, round_bfloat16, round_float16
+from siglip2_ref.model.layers import encoder_layer, key_padding_bias
+from siglip2_ref.model.model import load_model
+from siglip2_ref.porting.stages import run_stages
+from siglip2_ref.porting.tolerances import TIERS, measure
+from siglip2_ref.porting.verify import load_case
+from tests.synthetic import GOLDEN_MODEL
 
 ONE = np.float32(1)
 
@@ -51,7 +52,7 @@ def test_emulation_spec_parsing_and_errors():
 
 @pytest.fixture(scope="module")
 def naflex_case():
-    meta, inputs, _, folder = load_case("naflex_f32")
+    meta, inputs, _, folder = load_case("naflex_f32", GOLDEN_MODEL)
     return inputs, folder
 
 

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 
 import siglip2_ref as s2
-from siglip2_ref import fast
-from siglip2_ref.config import parse_config
-from siglip2_ref.fast import FastEncoder
-from siglip2_ref.layers import encoder, key_padding_bias
-from siglip2_ref.stages import run_stages
-from siglip2_ref.tolerances import assert_close
-from siglip2_ref.verify import case_names, load_case
-from siglip2_ref.weights import nest
+from siglip2_ref.model import fast
+from siglip2_ref.checkpoint.config import parse_config
+from siglip2_ref.model.fast import FastEncoder
+from siglip2_ref.model.layers import encoder, key_padding_bias
+from siglip2_ref.porting.stages import run_stages
+from siglip2_ref.porting.tolerances import assert_close
+from siglip2_ref.porting.verify import case_names, load_case
+from tests.synthetic import GOLDEN_MODEL
+from siglip2_ref.checkpoint.weights import nest
 
 from .synthetic import random_weights, tiny_config, tiny_shapes
 
@@ -125,9 +126,9 @@ def test_long_sequence_memory_grows_linearly_not_quadratically(monkeypatch):
     assert quick < linear_bound < plain / 8, (quick, linear_bound, plain)
 
 
-@pytest.mark.parametrize("case", case_names())
+@pytest.mark.parametrize("case", case_names(GOLDEN_MODEL))
 def test_fast_model_matches_plain_model_on_golden_cases(case):
-    meta, inputs, _, folder = load_case(case)
+    meta, inputs, _, folder = load_case(case, GOLDEN_MODEL)
     call = {k: v for k, v in meta["call"].items() if k in ("interpolate_pos_encoding", "return_loss")}
     fast_model = s2.load_model(folder, dtype=meta["dtype"])
     plain_model = s2.load_model(folder, dtype=meta["dtype"], fast=False)
@@ -139,10 +140,10 @@ def test_fast_model_matches_plain_model_on_golden_cases(case):
         assert_close(got[stage], want[stage], tier, f"{case} {stage}")
 
 
-@pytest.mark.parametrize("case", [c for c in case_names() if c.endswith("f64")])
+@pytest.mark.parametrize("case", [c for c in case_names(GOLDEN_MODEL) if c.endswith("f64")])
 def test_fast_layers_from_golden_input_float64(case):
     """Teacher forcing as in test_golden_model, through the fast encoder one layer at a time (1e-12)."""
-    meta, inputs, expected, folder = load_case(case)
+    meta, inputs, expected, folder = load_case(case, GOLDEN_MODEL)
     if meta["attn_implementation"] == "eager":
         pytest.skip("eager float64 goldens round softmax through float32")
     model = s2.load_model(folder, dtype="float64")
@@ -181,7 +182,7 @@ def test_without_threadpoolctl_the_encoder_runs_on_one_worker(monkeypatch):
 
 
 def test_load_model_picks_the_fast_path_only_for_numpy_float32_and_float64():
-    folder = load_case(case_names()[0])[3]
+    folder = load_case(case_names(GOLDEN_MODEL)[0], GOLDEN_MODEL)[3]
     assert isinstance(s2.load_model(folder).run_encoder, FastEncoder)
     assert isinstance(s2.load_model(folder, dtype="float64").run_encoder, FastEncoder)
     assert s2.load_model(folder, dtype="float16").run_encoder is encoder

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from golden.gemma_standin import GOLDEN_FILE, file_digests, write_flagged, write_standin
-from siglip2_ref.tokenizer import load_tokenizer
+from siglip2_ref.preprocess.tokenizer import load_tokenizer
 
 with open(GOLDEN_FILE, encoding="utf-8") as f:
     GOLDEN = json.load(f)

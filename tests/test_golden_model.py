@@ -3,18 +3,19 @@
 import numpy as np
 import pytest
 
-from siglip2_ref.layers import encoder_layer, key_padding_bias, layer_norm
-from siglip2_ref.model import load_model
-from siglip2_ref.tolerances import TIERS, assert_close
-from siglip2_ref.vision import map_head
-from siglip2_ref.verify import case_names, load_case, run_case
+from siglip2_ref.model.layers import encoder_layer, key_padding_bias, layer_norm
+from siglip2_ref.model.model import load_model
+from siglip2_ref.porting.tolerances import TIERS, assert_close
+from siglip2_ref.model.vision import map_head
+from siglip2_ref.porting.verify import case_names, load_case, run_case
+from tests.synthetic import GOLDEN_MODEL
 
-CASES = case_names()
+CASES = case_names(GOLDEN_MODEL)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_every_stage_end_to_end(case):
-    meta, rows, got, expected = run_case(case)
+    meta, rows, got, expected = run_case(case, GOLDEN_MODEL)
     problems = [f"{stage}: missing or wrong shape {getattr(got.get(stage), 'shape', None)} vs {expected[stage].shape}"
                 for stage, diff, _ in rows if diff is None]  # fmt: skip
     problems += [f"{stage}: stage-relative error {d.max_rel:.3g} > {TIERS[t].rel:g} ({t}); worst index {d.worst_index}, "
@@ -29,7 +30,7 @@ def hidden_states(expected, tower):
 
 
 def with_layer_states(case):
-    stages = load_case(case)[0]["stages"]
+    stages = load_case(case, GOLDEN_MODEL)[0]["stages"]
     return any(stages.get(tower) in ("hidden", "all") for tower in ("vision", "text"))
 
 
@@ -37,7 +38,7 @@ def with_layer_states(case):
 def test_each_layer_from_golden_input_float64(case):
     """Teacher forcing: each layer is fed transformers' own input, so no float32 step upstream
     (NaFlex position resize) can hide an error here: every layer must match to 1e-12."""
-    meta, inputs, expected, folder = load_case(case)
+    meta, inputs, expected, folder = load_case(case, GOLDEN_MODEL)
     if meta["attn_implementation"] == "eager":
         pytest.skip("eager float64 goldens round softmax through float32")
     model = load_model(folder, dtype="float64")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from golden.preprocess_goldens import digest, load_float_arrays, load_float_meta, load_image_arrays, load_meta
 from golden.synthetic_images import CASES, CASES_BY_NAME, FLOAT_CASES, FLOAT_CASES_BY_NAME, draw, draw_float
-from siglip2_ref.image_processing import (
+from siglip2_ref.preprocess.images import (
     FixResImageProcessor,
     ImageFileError,
     ImageInputError,
@@ -23,7 +23,7 @@ from siglip2_ref.image_processing import (
     patchify,
     unpatchify,
 )
-from siglip2_ref.tolerances import assert_close
+from siglip2_ref.porting.tolerances import assert_close
 
 META = load_meta()
 ARRAYS = load_image_arrays()

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from siglip2_ref.demo import DEMO_FIXRES, DEMO_NAFLEX, EXAMPLE_IMAGE, shapes
-from siglip2_ref.image_processing import ImageFileError
-from siglip2_ref.model import load_model
-from siglip2_ref.pipelines import (
+from siglip2_ref.preprocess.images import ImageFileError
+from siglip2_ref.model.model import load_model
+from siglip2_ref.tasks.pipelines import (
     DEFAULT_TEMPLATE,
     classify_embeddings,
     embed_images,
@@ -31,9 +31,9 @@ from siglip2_ref.pipelines import (
     search,
     zero_shot,
 )
-from siglip2_ref.processor import load_processor
-from siglip2_ref.tolerances import assert_close
-from siglip2_ref.vision import InputError
+from siglip2_ref.preprocess.processor import load_processor
+from siglip2_ref.porting.tolerances import assert_close
+from siglip2_ref.model.vision import InputError
 from tests.synthetic import random_weights, tiny_config, tiny_shapes, write_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent

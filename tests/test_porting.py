@@ -13,15 +13,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siglip2_ref import conventions, model as model_module, stages as stages_module, text as text_module
-from siglip2_ref import layers, vision as vision_module
+from siglip2_ref.porting import conventions
+from siglip2_ref.model import model as model_module
+from siglip2_ref.porting import stages as stages_module
+from siglip2_ref.model import text as text_module
+from siglip2_ref.model import layers
+from siglip2_ref.model import vision as vision_module
 from siglip2_ref.demo import shapes
-from siglip2_ref.model import load_model
+from siglip2_ref.model.model import load_model
 from siglip2_ref.porting import (DumpError, check_bundle, compare_dumps, export_goldens, first_divergence,
                                  load_bundle, make_dump, read_dump, write_dump)  # fmt: skip
-from siglip2_ref.processor import load_processor
-from siglip2_ref.tolerances import TIERS
-from siglip2_ref.verify import load_case
+from siglip2_ref.preprocess.processor import load_processor
+from siglip2_ref.porting.tolerances import TIERS
+from siglip2_ref.porting.verify import load_case
+from tests.synthetic import GOLDEN_MODEL
 from tests.test_cli import run
 from tests.test_pipelines import tiny_folders  # noqa: F401 (fixture)
 
@@ -326,7 +331,7 @@ def test_cli_compare_reruns_the_candidates_inputs(folder, image_files, tmp_path,
 
 
 def test_cli_dump_from_golden_case_arrays(tmp_path, capsys):
-    meta, inputs, _, ckpt = load_case("naflex_f64")
+    meta, inputs, _, ckpt = load_case("naflex_f64", GOLDEN_MODEL)
     out_file = tmp_path / "case.safetensors"
     code, _, _ = run(capsys, "dump", "--inputs", ckpt.parent.parent / "cases" / "naflex_f64.safetensors", "--model", ckpt, "-o", out_file)
     assert code == 0

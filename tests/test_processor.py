@@ -8,7 +8,7 @@ import pytest
 
 from golden.preprocess_goldens import TOKENIZER_DIR, load_meta, load_text
 from golden.synthetic_images import CASES_BY_NAME, draw
-from siglip2_ref.processor import Processor, load_processor
+from siglip2_ref.preprocess.processor import Processor, load_processor
 
 META = load_meta()
 GOLDEN = load_text()

@@ -8,7 +8,7 @@ import PIL
 import pytest
 from PIL import Image
 
-from siglip2_ref.resize import (
+from siglip2_ref.preprocess.resize import (
     fused_multiply_add,
     pillow_vertical_first,
     resize,

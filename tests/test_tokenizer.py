@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from golden.preprocess_goldens import TOKENIZER_DIR, load_text
-from siglip2_ref.tokenizer import load_tokenizer, lowercase_per_char
+from siglip2_ref.preprocess.tokenizer import load_tokenizer, lowercase_per_char
 
 GOLDEN = load_text()
 TEXTS = GOLDEN["texts"]

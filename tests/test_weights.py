@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import siglip2_ref as s2
-from siglip2_ref.config import ConfigError
-from siglip2_ref.weights import CheckpointError
+from siglip2_ref.checkpoint.config import ConfigError
+from siglip2_ref.checkpoint.weights import CheckpointError
 
 from .synthetic import bf16_bits, random_weights, tiny_config, tiny_shapes, write_checkpoint
 

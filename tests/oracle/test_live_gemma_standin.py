@@ -19,7 +19,7 @@ from golden.gemma_standin import (  # noqa: E402
     ENGLISH, GOLDEN_FILE, SPACE, standin_pieces, tokenizer_json, user_defined_head, user_defined_tail, write_flagged,
     write_standin,
 )
-from siglip2_ref.tokenizer import load_tokenizer  # noqa: E402
+from siglip2_ref.preprocess.tokenizer import load_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 transformers.logging.set_verbosity_error()

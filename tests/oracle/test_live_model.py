@@ -39,7 +39,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import siglip2_ref as s2  # noqa: E402
-from siglip2_ref.tolerances import TIERS, assert_close  # noqa: E402
+from siglip2_ref.porting.tolerances import TIERS, assert_close  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 

@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 
 import siglip2_ref as s2  # noqa: E402
 from siglip2_ref.demo import DEMO_FIXRES, DEMO_NAFLEX, EXAMPLE_IMAGE, shapes  # noqa: E402
-from siglip2_ref.tolerances import TIERS  # noqa: E402
+from siglip2_ref.porting.tolerances import TIERS  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 transformers.logging.set_verbosity_error()

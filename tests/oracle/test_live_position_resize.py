@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from siglip2_ref.tolerances import assert_close  # noqa: E402
-from siglip2_ref.vision import naflex_position_embeddings  # noqa: E402
+from siglip2_ref.porting.tolerances import assert_close  # noqa: E402
+from siglip2_ref.model.vision import naflex_position_embeddings  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 

@@ -16,9 +16,9 @@ transformers = pytest.importorskip("transformers")
 
 from golden.preprocess_goldens import TOKENIZER_DIR  # noqa: E402
 from golden.synthetic_images import base_rgb, draw, CASES_BY_NAME  # noqa: E402
-from siglip2_ref.image_processing import ImageProcessor  # noqa: E402
-from siglip2_ref.resize import resize_float_torchvision  # noqa: E402
-from siglip2_ref.tokenizer import load_tokenizer  # noqa: E402
+from siglip2_ref.preprocess.images import ImageProcessor  # noqa: E402
+from siglip2_ref.preprocess.resize import resize_float_torchvision  # noqa: E402
+from siglip2_ref.preprocess.tokenizer import load_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 transformers.logging.set_verbosity_error()

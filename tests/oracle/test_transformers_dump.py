@@ -27,11 +27,12 @@ import make_golden  # noqa: E402
 from transformers_dump import dump_transformers  # noqa: E402
 
 from siglip2_ref.demo import DEMO_FIXRES, DEMO_NAFLEX, shapes  # noqa: E402
-from siglip2_ref.model import load_model  # noqa: E402
+from siglip2_ref.model.model import load_model  # noqa: E402
 from siglip2_ref.porting import compare_dumps, first_divergence, format_table, make_dump  # noqa: E402
-from siglip2_ref.processor import load_processor  # noqa: E402
-from siglip2_ref.vision import naflex_position_embeddings  # noqa: E402
-from siglip2_ref.verify import case_names, load_case  # noqa: E402
+from siglip2_ref.preprocess.processor import load_processor  # noqa: E402
+from siglip2_ref.model.vision import naflex_position_embeddings  # noqa: E402
+from siglip2_ref.porting.verify import case_names, load_case  # noqa: E402
+from tests.synthetic import GOLDEN_MODEL  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 transformers.logging.set_verbosity_error()
@@ -51,9 +52,9 @@ def assert_no_divergence(ours, theirs, what):
     return results
 
 
-@pytest.mark.parametrize("case", case_names())
+@pytest.mark.parametrize("case", case_names(GOLDEN_MODEL))
 def test_adapter_dump_equals_ours_on_every_golden_case(case):
-    meta, inputs, _, folder = load_case(case)
+    meta, inputs, _, folder = load_case(case, GOLDEN_MODEL)
     call = {k: v for k, v in meta["call"].items() if k in ("interpolate_pos_encoding", "return_loss")}
     attentions = meta["dtype"] == "float32"
     theirs = dump_transformers(folder, arrays=inputs, dtype=meta["dtype"], attentions=attentions, **call)

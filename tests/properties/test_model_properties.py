@@ -4,10 +4,10 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from siglip2_ref.config import parse_config
-from siglip2_ref.layers import encoder, softmax
-from siglip2_ref.model import Model
-from siglip2_ref.weights import nest
+from siglip2_ref.checkpoint.config import parse_config
+from siglip2_ref.model.layers import encoder, softmax
+from siglip2_ref.model.model import Model
+from siglip2_ref.checkpoint.weights import nest
 
 from ..synthetic import random_weights, tiny_config, tiny_shapes
 

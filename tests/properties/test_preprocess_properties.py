@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from golden.preprocess_goldens import TOKENIZER_DIR
-from siglip2_ref.image_processing import get_image_size_for_max_num_patches, patchify, unpatchify
-from siglip2_ref.tokenizer import load_tokenizer
+from siglip2_ref.preprocess.images import get_image_size_for_max_num_patches, patchify, unpatchify
+from siglip2_ref.preprocess.tokenizer import load_tokenizer
 
 sides = st.integers(min_value=1, max_value=6000)
 patch_sizes = st.sampled_from([1, 2, 14, 16, 32])

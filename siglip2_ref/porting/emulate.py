@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layers import ACTIVATIONS, layer_norm, linear, merge_heads, softmax, split_heads
-from .model import Model, tree_map
+from ..model.layers import ACTIVATIONS, layer_norm, linear, merge_heads, softmax, split_heads
+from ..model.model import Model, tree_map
 
 FORMATS = ("float16", "bfloat16")
 POINTS = ("weights", "activations", "scores")

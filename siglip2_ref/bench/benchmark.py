@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import parse_config
-from .weights import STORAGE_DTYPES, expected_shapes
+from ..checkpoint.config import parse_config
+from ..checkpoint.weights import STORAGE_DTYPES, expected_shapes
 
 BASE_TEXT = dict(vocab_size=256000, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                  max_position_embeddings=64, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=768,
@@ -166,7 +166,7 @@ def split_matmul(x, w, out, threads):
     """x @ w with the rows (or the batch) cut into blocks for `threads` workers, BLAS single-threaded: fast.py's scheme."""
     from threadpoolctl import threadpool_limits
 
-    from .fast import Workers, split_rows
+    from ..model.fast import Workers, split_rows
 
     workers = Workers(threads)
     b, m = x.shape[:2]
@@ -246,7 +246,7 @@ def child_main(impl, path, workload, threads):
         model = hf_load(path)
         call = hf_call(model, tower, data)
     else:
-        from .model import load_model
+        from ..model.model import load_model
 
         model = load_model(path, fast=impl == "ours")
         call = ours_call(model, tower, data)
@@ -340,7 +340,7 @@ def interleaved_times(calls, repeats):  # {name: fn} -> {name: [seconds per repe
 def bench_workloads(names, paths, args, use_hf):
     """Time every workload: ours, the GEMM floor and transformers interleaved per repeat, so that a change in the
     machine's speed (shared hosts drift by +-30% within minutes) hits all three alike and the ratios hold."""
-    from .model import load_model
+    from ..model.model import load_model
 
     ours = {name: load_model(path) for name, path in paths.items()}
     plain = {name: load_model(path, fast=False) for name, path in paths.items()} if args.plain else {}
@@ -369,7 +369,7 @@ def bench_workloads(names, paths, args, use_hf):
 
 def bench_load(paths, args, use_hf):
     """Median seconds to load the NaFlex checkpoint: ours (memory-mapped) and transformers' from_pretrained."""
-    from .model import load_model
+    from ..model.model import load_model
 
     path = paths["naflex"]
     result = {"ours": median_time(lambda: load_model(path), args.repeats)}
@@ -394,7 +394,7 @@ def main(argv=None):
     if args.child:
         impl, path, workload, threads = args.child
         return child_main(impl, path, tuple(json.loads(workload)), int(threads))
-    from .fast import blas_thread_count
+    from ..model.fast import blas_thread_count
 
     threads = args.threads_used = args.threads or blas_thread_count()
     if args.threads:

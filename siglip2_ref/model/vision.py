@@ -5,7 +5,7 @@ h x w patch grid of one image, N patches per image (NaFlex: incl. padding), D wi
 K head dim, F MLP width.
 """
 
-from .backend import get_xp
+from ..backend import get_xp
 from .layers import attention, encoder, key_padding_bias, layer_norm, linear, merge_heads, mlp, split_heads
 
 

@@ -1,6 +1,6 @@
 """Verification against the transformers goldens: per-stage errors, as a table a person can read.
 
-`python -m siglip2_ref.verify [golden/model]` runs every golden case (golden/README.md) through this
+`python -m siglip2_ref.porting.verify golden/model` (a checkout's golden folder) runs every golden case (golden/README.md) through this
 implementation and prints, per case and stage, the stage-relative error, the tier it must meet and a verdict.
 The golden tests call the same functions.
 """
@@ -9,20 +9,19 @@ import json
 import sys
 from pathlib import Path
 
-from .model import load_model
+from ..model.model import load_model
 from .stages import run_stages
 from .tolerances import TIERS, measure
 
-DEFAULT_GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "model"
 POOLED = ("pooler_output", "image_embeds", "text_embeds", "logits", "loss", "probabilities")
 CALL_KWARGS = ("interpolate_pos_encoding", "return_loss")
 
 
-def case_names(golden=DEFAULT_GOLDEN):
+def case_names(golden):
     return [c["case"] for c in json.loads((Path(golden) / "manifest.json").read_text())["cases"]]
 
 
-def load_case(name, golden=DEFAULT_GOLDEN):
+def load_case(name, golden):
     """(meta, inputs, expected stages, checkpoint folder) of one golden case."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
@@ -47,7 +46,7 @@ def stage_tier(stage, meta):
     return "float64_via_float32" if rounded_positions or rounded_softmax else "float64"
 
 
-def run_case(name, golden=DEFAULT_GOLDEN, **load_kwargs):
+def run_case(name, golden, **load_kwargs):
     """[(stage, Diff, tier)] for every expected stage of a case, plus our stages for further checks."""
     meta, inputs, expected, folder = load_case(name, golden)
     model = load_model(folder, dtype=meta["dtype"], **load_kwargs)
@@ -62,7 +61,11 @@ def run_case(name, golden=DEFAULT_GOLDEN, **load_kwargs):
 
 
 def main(argv=None):
-    golden = Path((argv or sys.argv[1:] or [DEFAULT_GOLDEN])[0])
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m siglip2_ref.porting.verify GOLDEN_MODEL_FOLDER   (golden/model in a checkout)", file=sys.stderr)
+        return 2
+    golden = Path(args[0])
     failures = 0
     print(f"{'case':<22} {'dtype':<8} {'stage':<32} {'rel. error':>10}  {'tier':<20} verdict")
     for name in case_names(golden):

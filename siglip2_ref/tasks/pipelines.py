@@ -16,10 +16,10 @@ import os
 
 import numpy as np
 
-from .backend import to_numpy
-from .image_processing import ImageInputError
-from .model import l2_normalize, sigmoid, similarity_logits
-from .vision import InputError
+from ..backend import to_numpy
+from ..preprocess.images import ImageInputError
+from ..model.head import l2_normalize, sigmoid, similarity_logits
+from ..model.vision import InputError
 
 DEFAULT_TEMPLATE = "This is a photo of {}."  # transformers' ZeroShotImageClassificationPipeline default
 IMAGE_BATCH = 16  # images per forward: NaFlex attention is [B, H, N, N], ~100 MB for B/16 at 256 patches

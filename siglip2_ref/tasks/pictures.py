@@ -13,10 +13,10 @@ N patch slots (NaFlex max_num_patches; FixRes gh*gw), P patch vector (p*p*C).
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .backend import to_numpy
-from .image_processing import to_rgb, unpatchify
+from ..backend import to_numpy
+from ..preprocess.images import to_rgb, unpatchify
 from .pipelines import image_options
-from .vision import InputError
+from ..model.vision import InputError
 
 GRID_COLOUR = (255, 255, 0, 150)  # patch boundaries, semi-transparent yellow
 REAL_COLOUR = (70, 130, 230)

@@ -33,7 +33,7 @@ TIERS = {
              "order ((x / 255 - 0.5) / 0.5 vs (x - 127.5) / 127.5), at most 1 ulp at |x| = 1"),
         Tier("bfloat16", 3e-2, "bfloat16 weights and activations (8-bit mantissa, eps 7.8e-3), float32 softmax/LayerNorm "
              "statistics and accumulation; emulated on random B/16 weights the worst stage (the last encoder layer) "
-             "reached 1.7e-2 (siglip2_ref.emulate, docs/porting.md)"),
+             "reached 1.7e-2 (siglip2_ref.porting.emulate, docs/porting.md)"),
     ]
 }
 

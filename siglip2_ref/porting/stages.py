@@ -15,7 +15,7 @@ docs/stages.md lists every name with its shape and its transformers / big_vision
 
 import re
 
-from .model import sigmoid
+from ..model.head import sigmoid
 
 # Pipeline order: text, then image, then the joint head; within a tower, layer i's attention weights come
 # before its output hidden_states.{i+1}. Per-image preprocessing stages are grouped by step, then by image.

@@ -9,7 +9,7 @@ three explicitly (padding=False, "longest", another max_length, ...) behaves as 
 
 import os
 
-from .image_processing import load_image_processor
+from .images import load_image_processor
 from .tokenizer import load_tokenizer, read_variant
 
 TEXT_DEFAULTS = {"padding": "max_length", "max_length": 64, "truncation": True}
@@ -60,7 +60,7 @@ class Processor:
 def checkpoint_folder(path):
     """A local folder for `path` (a folder, or a hub id found in the offline Hugging Face cache)."""
     try:
-        from .checkpoint import resolve_checkpoint
+        from ..checkpoint.folder import resolve_checkpoint
     except ImportError:  # the resolver is part of the loader; a plain folder still works without it
         return os.fspath(path)
     return os.fspath(resolve_checkpoint(path))

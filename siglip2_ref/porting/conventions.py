@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .image_processing import (
+from ..preprocess.images import (
     get_image_size_for_max_num_patches,
     pad_patches,
     patchify,
@@ -30,8 +30,8 @@ from .image_processing import (
     resize_any,
     to_rgb,
 )
-from .resize import resize_float_torchvision
-from .tokenizer import lowercase_per_char
+from ..preprocess.resize import resize_float_torchvision
+from ..preprocess.tokenizer import lowercase_per_char
 
 CHOICES = {
     "image_resize": ("pil", "torchvision", "big_vision"),

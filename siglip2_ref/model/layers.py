@@ -11,7 +11,7 @@ NumPy and CuPy.
 
 import math
 
-from .backend import get_xp
+from ..backend import get_xp
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
