@@ -1,0 +1,1 @@
+"""The CPU benchmark: `python -m siglip2_ref.bench` (benchmark.py)."""

@@ -6,6 +6,9 @@ default). Non-RGB inputs are converted, never rejected (SPEC "Decisions" 4).
 
 Shape alphabet: I images; C channels (3 after conversion); H, W input height/width; h, w resized height/width;
 p patch side; gh, gw patch grid (h = gh p, w = gw p); N patch slots (max_num_patches); P patch vector (p p C).
+
+Long (about 460 lines) on purpose: loading, the FixRes and NaFlex processors and their shared steps
+(target size, rescale/normalise, patchify) stay on one page so the NaFlex path reads in order.
 """
 
 import json
