@@ -19,7 +19,8 @@ MODEL_TYPES = {
     "siglip_text_model": ("fixres", "text"),
     "siglip2_text_model": ("naflex", "text"),
 }
-ACTIVATIONS = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast", "gelu", "quick_gelu", "relu")
+GELU_TANH_NAMES = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")  # transformers' names for the tanh approximation
+ACTIVATIONS = (*GELU_TANH_NAMES, "gelu", "quick_gelu", "relu")  # every hidden_act this package computes
 
 
 class ConfigError(ValueError):

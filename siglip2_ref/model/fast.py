@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..checkpoint.config import GELU_TANH_NAMES
 from .layers import ACTIVATIONS, SQRT_2_OVER_PI, encoder
 
 try:  # optional: without it the pool stays at one worker and BLAS keeps its own threads
@@ -39,7 +40,6 @@ except ImportError:  # pragma: no cover
 BLOCK_ROWS = 256  # token rows per block: big enough for BLAS to run at full speed, small enough for cache
 SCORE_BYTES = 1 << 19  # one worker's attention scores (512 KiB: the L2 of a Zen 3 or Skylake core)
 MIN_THREADED_FLOP = 2e8  # below this a layer runs on one worker: pool overhead would exceed the gain
-GELU_TANH = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")
 
 
 # ---------------------------------------------------------------- in-place elementwise kernels on one block
@@ -77,7 +77,7 @@ def gelu_tanh_(x, tmp):  # [R, F] -> [R, F] in place; tmp [R, F] scratch
 
 
 def activation_(x, act, tmp):  # [R, F] in place
-    if act in GELU_TANH:
+    if act in GELU_TANH_NAMES:
         return gelu_tanh_(x, tmp)
     x[...] = ACTIVATIONS[act](x)  # the activations no official checkpoint uses: the plain function
     return x

@@ -12,6 +12,7 @@ NumPy and CuPy.
 import math
 
 from ..backend import get_xp
+from ..checkpoint.config import ACTIVATIONS as ACTIVATION_NAMES, GELU_TANH_NAMES
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -39,14 +40,8 @@ def relu(x):
     return get_xp(x).maximum(x, 0)
 
 
-ACTIVATIONS = {
-    "gelu_pytorch_tanh": gelu_tanh,
-    "gelu_new": gelu_tanh,
-    "gelu_fast": gelu_tanh,
-    "gelu": gelu_erf,
-    "quick_gelu": quick_gelu,
-    "relu": relu,
-}
+ACTIVATIONS = {name: gelu_tanh for name in GELU_TANH_NAMES} | {"gelu": gelu_erf, "quick_gelu": quick_gelu, "relu": relu}
+assert set(ACTIVATIONS) == set(ACTIVATION_NAMES)  # config.py accepts exactly the activations computed here
 
 
 def softmax(scores, axis=-1):
