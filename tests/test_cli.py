@@ -309,3 +309,52 @@ def test_every_command_module_in_the_cli_package_is_registered():
     modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "app", "options"}
     assert {m.__name__.rsplit(".", 1)[1] for m in app.COMMANDS} == modules
     assert [m.NAME for m in app.COMMANDS] == COMMANDS + ["dump", "compare", "export-goldens"]
+
+
+# ---------------------------------------------------------------- the front door's small promises
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`siglip2-ref info --json | head -0`: the reader is gone before anything is written; no Broken pipe noise."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)
+    result = subprocess.run([sys.executable, "-m", "siglip2_ref", "info", "--json"], stdout=write, stderr=subprocess.PIPE,
+                            text=True, timeout=120)  # fmt: skip
+    os.close(write)
+    assert result.returncode == 141 and result.stderr == ""
+
+
+def test_debug_shows_the_traceback_of_an_internal_error(capsys, monkeypatch):
+    def broken(args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(info_command, "run", broken)
+    code, _, err = run(capsys, "info", "--debug")
+    assert code == 1 and "Traceback" in err and "in broken" in err and "KeyError: 'oops'" in err
+    assert err.rstrip().endswith("internal error, KeyError: 'oops'")
+
+
+def test_compare_without_b_reruns_on_the_checkpoint_a_names(capsys, tmp_path):
+    a = tmp_path / "a.safetensors"
+    assert run(capsys, "dump", "--text", "a red circle", "-o", a)[0] == 0
+    code, out, err = run(capsys, "compare", a)
+    assert code == 0 and "no divergence" in out
+
+
+def test_compare_without_b_or_a_usable_checkpoint_says_what_to_give(capsys, tmp_path):
+    from siglip2_ref.porting.dump import read_dump, write_dump
+
+    a = tmp_path / "a.safetensors"
+    assert run(capsys, "dump", "--text", "a red circle", "-o", a)[0] == 0
+    stages, manifest = read_dump(a)
+    manifest["model"]["path"] = str(tmp_path / "gone")
+    write_dump(a, stages, manifest)
+    code, _, err = run(capsys, "compare", a)
+    assert code == 2 and "not here" in err and "--model" in err
+
+
+def test_embed_skip_warnings_name_the_file(capsys, images, naflex, tmp_path):
+    code, _, err = run(capsys, "embed", images, "-o", tmp_path / "e.safetensors", "--model", naflex)
+    assert code == 0 and f"skipped unreadable image {images / 'broken.png'}" in err

@@ -12,6 +12,7 @@ fails at run time; one line `siglip2-ref: error: ...` and no traceback unless --
 """
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -22,7 +23,7 @@ from ..checkpoint.weights import CheckpointError
 from ..model.vision import InputError
 from ..preprocess.images import ImageInputError
 from . import attention, classify, compare, dump, embed, export_goldens, info, patches, search
-from .options import (EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, PROG, CommandError, UsageError, add_global_options,
+from .options import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, PROG, CommandError, UsageError, add_global_options,
                       add_model_options)
 
 COMMANDS = (classify, embed, search, info, patches, attention, dump, compare, export_goldens)
@@ -67,10 +68,10 @@ def build_parser():
     return parser
 
 
-def report(error, debug):
-    """Print one clear error line (the traceback too with --debug)."""
+def report(error, debug, cause=None):
+    """Print one clear error line (with --debug, first the traceback of `cause`, else of `error`)."""
     if debug:
-        traceback.print_exception(error)
+        traceback.print_exception(cause or error)
     message = str(error) or type(error).__name__
     if isinstance(error, FileNotFoundError) and error.filename and str(error.filename) not in message:
         message = f"{error.filename}: {message}"
@@ -89,7 +90,12 @@ def main(argv=None):
         return EXIT_USAGE
     debug = getattr(args, "debug", False)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the boundary, not at interpreter exit
+        return code
+    except BrokenPipeError:  # the reader of stdout went away (`siglip2-ref info --json | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush at exit cannot fail
+        return EXIT_BROKEN_PIPE
     except UsageError as e:
         report(e, debug)
         print(f"(see '{PROG} {args.command} --help')", file=sys.stderr)
@@ -104,7 +110,7 @@ def main(argv=None):
         report(MemoryError(f"out of memory ({e}); try a smaller --batch-size or --max-num-patches"), debug)
         return EXIT_RUNTIME
     except Exception as e:  # a bug: still one line, with a pointer to the traceback
-        report(RuntimeError(f"internal error, {type(e).__name__}: {e} (rerun with --debug for the traceback)"), debug)
+        report(RuntimeError(f"internal error, {type(e).__name__}: {e}" + ("" if debug else " (rerun with --debug for the traceback)")), debug, cause=e)
         return EXIT_RUNTIME
 
 

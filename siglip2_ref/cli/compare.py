@@ -1,6 +1,7 @@
 """`siglip2-ref compare`: two stage dumps in pipeline order, and the first stage where they diverge."""
 
 import json
+from pathlib import Path
 
 from ..porting.compare import compare_dumps, explain_first, first_divergence, format_table
 from ..porting.dump import INPUT_NAMES, make_dump, read_dump
@@ -21,7 +22,8 @@ PORTER = True
 def configure(p):
     p.add_argument("candidate", metavar="A", help="the dump to check (e.g. from your port)")
     p.add_argument("reference", nargs="?", metavar="B",
-                   help="the reference dump; without it, siglip2-ref re-runs A's own inputs on --model")  # fmt: skip
+                   help="the reference dump; without it, siglip2-ref re-runs A's own inputs on --model "
+                        "(default: the checkpoint A's manifest names, when it is here)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -45,11 +47,19 @@ def reference_from_inputs(candidate, args):
     return make_dump(model, arrays=arrays, **kwargs)
 
 
-def run(args):
+def recorded_checkpoint(candidate, args):
+    """Without B and --model: the checkpoint A's manifest names, when that folder is here."""
+    recorded = ((candidate[1].get("model") or {}).get("path")) or ""
+    if recorded and (Path(recorded) / "config.json").is_file():
+        return recorded
+    raise UsageError(f"{args.candidate} names the checkpoint {recorded or '(none)'}, which is not here: "
+                     "give the reference dump B, or --model with the checkpoint to re-run A's inputs on")  # fmt: skip
 
+
+def run(args):
     candidate = read_dump(args.candidate)
     if args.reference is None and args.model is None:
-        raise UsageError("give the reference dump B, or --model to re-run A's inputs with siglip2-ref")
+        args.model = recorded_checkpoint(candidate, args)
     reference = read_dump(args.reference) if args.reference else reference_from_inputs(candidate, args)
     results = compare_dumps(candidate, reference)
     first = first_divergence(results)

@@ -99,7 +99,7 @@ def run(args):
 
     def skip(index, path, error):
         skipped.append(path)
-        progress.note(f"skipped unreadable image: {error}")
+        progress.note(f"skipped unreadable image {path}: {error}")
         progress.update(1)
 
     try:

@@ -14,6 +14,7 @@ from ..checkpoint.folder import resolve_checkpoint
 
 PROG = "siglip2-ref"
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader closed the pipe
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 
 
@@ -166,7 +167,8 @@ def score_text(p):
 
 def configure_picture(p, what):
     p.add_argument("image", nargs="?", metavar="IMAGE", help="an image file (default with the demo model: its demo image)")
-    p.add_argument("-o", "--output", metavar="FILE.png", help=f"where to write the PNG (default: IMAGE's name + .{what}.png)")
+    p.add_argument("-o", "--output", metavar="FILE.png", help=f"where to write the PNG (default: IMAGE's name without its folder and suffix + .{what}.png, "
+                        "in the current folder)")
 
 
 def picture_paths(args, what):
