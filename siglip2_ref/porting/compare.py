@@ -7,10 +7,9 @@ from fnmatch import fnmatch
 import numpy as np
 
 from .stages import pipeline_order
-from .tolerances import TIERS, measure
+from .tolerances import TIERS, measure, stage_tier
 
 PRECISIONS = ("bfloat16", "float16", "float32", "float64")  # lowest first
-POOLED = ("pooler_output", "image_embeds", "text_embeds", "logits", "loss", "probabilities")
 RANKED = ("logits_per_image", "logits_per_text", "probabilities", "logits")
 PIXEL_STAGES = ("image.", "vision.pixel_values")
 TOKEN_STAGE = re.compile(r"^vision\.(patch_embeds|position_embeddings|hidden_states\.\d+|last_hidden_state)$")
@@ -44,19 +43,15 @@ def precision_of(manifest):
     return emulation.split(":")[0] if emulation else precision.get("dtype", "float32")
 
 
-def stage_tier(stage, a, b, manifests):
+def compared_tier(stage, a, b, manifests):
     """The tolerance tier of one stage when comparing two dumps (docs/porting.md, "Tiers")."""
     if a.dtype.kind in "iub" and b.dtype.kind in "iub":
         return "exact"
     if stage.startswith(PIXEL_STAGES):
         return "float32_pixels"
     lowest = min((precision_of(m) for m in manifests), key=PRECISIONS.index)
-    if lowest == "float64":
-        rounded = [p for m in manifests for p in (m.get("precision") or {}).get("float32_rounded", [])]
-        return "float64_via_float32" if any(fnmatch(stage, p) for p in rounded) else "float64"
-    if lowest == "float32":
-        return "float32_pooled" if stage.split(".")[-1].startswith(POOLED) else "float32_stage"
-    return lowest
+    rounded = [p for m in manifests for p in (m.get("precision") or {}).get("float32_rounded", [])]
+    return stage_tier(stage, lowest, rounded_to_float32=any(fnmatch(stage, p) for p in rounded))
 
 
 def real_rows(array, mask, stage):  # [B, N, ...] -> flat values of real tokens only
@@ -81,7 +76,7 @@ def compare_stage(stage, a, b, mask, manifests):
     """Errors of candidate `a` against reference `b` for one stage, and a verdict by its tier."""
     if a.shape != b.shape:
         return StageResult(stage, b.shape, verdict="DIVERGED", note=f"shape {a.shape} != {b.shape}")
-    tier = stage_tier(stage, a, b, manifests)
+    tier = compared_tier(stage, a, b, manifests)
     av, bv = real_rows(a, mask, stage).astype(np.float64), real_rows(b, mask, stage).astype(np.float64)
     d = measure(av, bv)
     norms = float(np.linalg.norm(av) * np.linalg.norm(bv))

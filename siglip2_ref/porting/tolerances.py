@@ -82,3 +82,20 @@ def assert_close(actual, desired, tier, name="array"):
             f"max abs {d.max_abs:.3g} at index {d.worst_index}; (actual, desired) near it: {d.pairs}"
         )
     return d
+
+
+POOLED = ("pooler_output", "image_embeds", "text_embeds", "logits", "loss", "probabilities")  # stage-name endings
+
+
+def stage_tier(stage, precision, rounded_to_float32=False):
+    """The tier of one float stage computed in `precision` ("float64", "float32", "float16", "bfloat16").
+
+    float64 stages that passed through a float32 step on the reference side (transformers' NaFlex position
+    resize, eager attention's softmax) get the float32-rounded float64 tier; float32 pooled outputs get the
+    end-to-end tier, every other float32 stage the per-stage tier (docs/parity.md gives the reasons).
+    """
+    if precision == "float64":
+        return "float64_via_float32" if rounded_to_float32 else "float64"
+    if precision == "float32":
+        return "float32_pooled" if stage.split(".")[-1].startswith(POOLED) else "float32_stage"
+    return precision

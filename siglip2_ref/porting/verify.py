@@ -11,9 +11,8 @@ from pathlib import Path
 
 from ..model.model import load_model
 from .stages import run_stages
-from .tolerances import TIERS, measure
+from .tolerances import TIERS, measure, stage_tier
 
-POOLED = ("pooler_output", "image_embeds", "text_embeds", "logits", "loss", "probabilities")
 CALL_KWARGS = ("interpolate_pos_encoding", "return_loss")
 
 
@@ -35,15 +34,13 @@ def load_case(name, golden):
     return meta, inputs, expected, Path(golden) / "checkpoints" / meta["checkpoint"]
 
 
-def stage_tier(stage, meta):
-    """The tolerance tier of one stage in one case; docs/parity.md gives the reasons."""
-    if meta["dtype"] == "float32":
-        return "float32_pooled" if stage.split(".")[-1].startswith(POOLED) else "float32_stage"
+def golden_tier(stage, meta):
+    """The tolerance tier of one stage in one golden case; docs/parity.md gives the reasons."""
     # transformers' float64 NaFlex path resizes position embeddings in float32, so every vision stage
     # after it (and everything joint) carries float32 rounding; eager attention rounds softmax to float32.
     rounded_positions = meta["checkpoint"].startswith("naflex") and not stage.startswith("text.")
     rounded_softmax = meta["attn_implementation"] == "eager" and ".attentions." in stage
-    return "float64_via_float32" if rounded_positions or rounded_softmax else "float64"
+    return stage_tier(stage, meta["dtype"], rounded_to_float32=rounded_positions or rounded_softmax)
 
 
 def run_case(name, golden, **load_kwargs):
@@ -56,7 +53,7 @@ def run_case(name, golden, **load_kwargs):
         actual = got.get(stage)
         if actual is not None and actual.size == desired.size == 1:
             actual = actual.reshape(desired.shape)  # scalar loss vs a stored 1-element array
-        rows.append((stage, None if actual is None or actual.shape != desired.shape else measure(actual, desired), stage_tier(stage, meta)))
+        rows.append((stage, None if actual is None or actual.shape != desired.shape else measure(actual, desired), golden_tier(stage, meta)))
     return meta, rows, got, expected
 
 
