@@ -125,7 +125,7 @@ def _is_usize(x):
 def _check_dtype(path, key, dtype):
     """The dtype is a safetensors dtype that this loader can store in NumPy."""
     if dtype in SUB_BYTE_DTYPES:
-        raise CheckpointError(f"{path}: tensor {key!r} has dtype {dtype!r} (sub-byte), which this loader cannot read")
+        raise CheckpointError(f"{path}: tensor {key!r} has dtype {dtype!r} (sub-byte), which this loader cannot read; expected a dtype of one byte or more")
     if not isinstance(dtype, str) or dtype not in STORAGE_DTYPES:
         raise CheckpointError(f"{path}: tensor {key!r} has unknown dtype {dtype!r}, expected one of {', '.join(STORAGE_DTYPES)}")
 
@@ -164,7 +164,8 @@ def _check_layout(path, header, data_size):
             raise CheckpointError(f"{path}: tensor {key!r} ends at byte {end} but the file holds {data_size} data bytes: truncated")
         start, previous = end, key
     if start != data_size:
-        raise CheckpointError(f"{path}: tensors cover {start} of the {data_size} data bytes; expected them to cover all (trailing bytes after {previous!r})")
+        after = f"after tensor {previous!r}" if previous else "and the header lists no tensors"
+        raise CheckpointError(f"{path}: tensors cover {start} of the {data_size} data bytes; expected them to cover all ({data_size - start} trailing bytes {after})")
 
 
 def open_safetensors(path):
