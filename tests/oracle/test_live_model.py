@@ -228,6 +228,8 @@ def compare(actual, desired, dtype, variant, head=None):
             got = np.broadcast_to(got, want.shape)  # a table shared by all images may come back as [1, N, D]
         if key.startswith("logits_per_"):
             assert_cosines_close(got, want, head, TIERS[tier(key, dtype, variant)], key)
+        elif key == "loss" and dtype == "float32":
+            assert_loss_close(got, want, head, desired["logits_per_text"].shape[0], TIERS[tier(key, dtype, variant)])
         else:
             assert_close(got, want, tier(key, dtype, variant), name=key)
 
@@ -242,6 +244,16 @@ def assert_cosines_close(actual, desired, head, tier, name):
         f"{name}: cosine error {err[worst]:.3g} > {tier.rel:g} (tier {tier.name}: {tier.reason}) at {worst}; "
         f"(actual, desired) logits there: {(float(actual[worst]), float(desired[worst]))}"
     )
+
+
+def assert_loss_close(actual, desired, head, T, tier):
+    """The sigmoid loss in the logits' own units. loss = -(1/T) sum_ij log sigmoid(z_ij l_ij) has
+    |d loss / d l_ij| <= 1/T, so |loss error| <= T * max |logit error| = T * exp(logit_scale) * max |cosine error|:
+    the loss inherits the logits' cosine tier scaled by T * exp(logit_scale), not a tier relative to its own value
+    (a small loss beside large logits showed 2.3e-6 relative while every cosine was within 2e-6)."""
+    bound = tier.rel * T * float(np.exp(head["logit_scale"]).reshape(-1)[0])
+    err = abs(float(np.asarray(actual).reshape(-1)[0]) - float(np.asarray(desired).reshape(-1)[0]))
+    assert err <= bound, f"loss: error {err:.3g} > {bound:.3g} = {tier.rel:g} * T {T} * exp(logit_scale) (tier {tier.name})"
 
 
 @pytest.fixture(autouse=True, scope="module")
