@@ -2,7 +2,7 @@
 
 from .backend import to_numpy
 from .checkpoint.config import ConfigError
-from .model.model import Model, load_model
+from .model.model import Model, NonFiniteError, load_model
 from .tasks.pipelines import embed_images, embed_texts, rank_images, rank_texts, search, zero_shot
 from .preprocess.processor import Processor, load_processor
 from .model.vision import InputError
@@ -12,5 +12,5 @@ __version__ = "0.1.0"
 __all__ = [
     "load_model", "load_processor", "zero_shot", "to_numpy",
     "embed_images", "embed_texts", "rank_images", "rank_texts", "search",
-    "Model", "Processor", "ConfigError", "CheckpointError", "InputError",
+    "Model", "Processor", "ConfigError", "CheckpointError", "InputError", "NonFiniteError",
 ]  # fmt: skip

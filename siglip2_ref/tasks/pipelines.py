@@ -19,6 +19,7 @@ import numpy as np
 from ..backend import to_numpy
 from ..preprocess.images import ImageInputError
 from ..model.head import l2_normalize, sigmoid, similarity_logits
+from ..model.model import check_finite_logits
 from ..model.vision import InputError
 
 DEFAULT_TEMPLATE = "This is a photo of {}."  # transformers' ZeroShotImageClassificationPipeline default
@@ -140,7 +141,12 @@ def match_logits(model, text_embeds, image_embeds):  # [T, D], [I, D] -> [T, I]
     if text_embeds.shape[-1] != image_embeds.shape[-1]:
         raise InputError(f"embedding widths differ: texts {text_embeds.shape[-1]}, images {image_embeds.shape[-1]}; "
                          "were the image embeddings made with another model?")  # fmt: skip
-    return similarity_logits(text_embeds, image_embeds.astype(text_embeds.dtype), scale, bias)
+    if not (np.isfinite(text_embeds).all() and np.isfinite(image_embeds).all()):
+        raise InputError("embeddings hold NaN or inf values; expected finite L2-normalised [I, D] rows "
+                         "(were they saved from a damaged model?)")  # fmt: skip
+    logits = similarity_logits(text_embeds, image_embeds.astype(text_embeds.dtype), scale, bias)
+    check_finite_logits(logits, model.params, np)
+    return logits
 
 
 def best_first(scores, k=None):  # [K] -> indices [k]
