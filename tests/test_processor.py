@@ -15,7 +15,11 @@ GOLDEN = load_text()
 
 
 def checkpoint(tmp_path, config_name, model_type=None):
-    """A folder with only the preprocessing files of a checkpoint (no config.json or weights unless asked)."""
+    """A folder with only the preprocessing files of a checkpoint (no config.json or weights unless asked).
+
+    NaFlex folders lowercase text only with a NaFlex config.json (transformers then picks Siglip2Tokenizer over the
+    files' GemmaTokenizer; docs/checkpoint_folder.md), so the NaFlex cases here pass model_type="siglip2".
+    """
     for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(f"{TOKENIZER_DIR}/{name}", tmp_path / name)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({**META["configs"][config_name], "do_convert_rgb": None}))
@@ -25,7 +29,7 @@ def checkpoint(tmp_path, config_name, model_type=None):
 
 
 def test_naflex_outputs_names_dtypes_and_goldens(tmp_path):
-    proc = load_processor(checkpoint(tmp_path, "naflex16"))
+    proc = load_processor(checkpoint(tmp_path, "naflex16", model_type="siglip2"))
     assert isinstance(proc, Processor) and proc.variant == "naflex" and proc.tokenizer.lowercase
     texts = GOLDEN["texts"][:5]
     image = draw(CASES_BY_NAME["rgb_480x640"])
@@ -46,12 +50,17 @@ def test_fixres_uses_the_same_text_defaults_without_lowercase(tmp_path):
 
 
 def test_explicit_text_options_behave_as_transformers(tmp_path):
-    proc = load_processor(checkpoint(tmp_path, "naflex16"))
+    proc = load_processor(checkpoint(tmp_path, "naflex16", model_type="siglip2"))
     texts = GOLDEN["texts"]
     out = proc(text=texts, padding="longest", max_length=None, truncation=False, return_tensors=None)
     assert out["input_ids"] == GOLDEN["ids"]["naflex|longest"]
     short = proc(text=texts, padding="max_length", max_length=16)
     assert short["input_ids"].tolist() == GOLDEN["ids"]["naflex|max_length16"]
+
+
+def test_naflex_without_config_json_does_not_lowercase_as_transformers(tmp_path):
+    proc = load_processor(checkpoint(tmp_path, "naflex16"))
+    assert proc.variant == "naflex" and not proc.tokenizer.lowercase  # AutoTokenizer: GemmaTokenizer
 
 
 def test_variant_from_config_json_and_lowercase_override(tmp_path):
@@ -68,7 +77,7 @@ def test_torchvision_backend_option(tmp_path):
 
 
 def test_text_only_images_only_and_errors(tmp_path):
-    proc = load_processor(checkpoint(tmp_path, "naflex16"))
+    proc = load_processor(checkpoint(tmp_path, "naflex16", model_type="siglip2"))
     assert set(proc(text="a cat")) == {"input_ids"}
     assert set(proc(images=np.zeros((8, 8, 3), np.uint8))) == {"pixel_values", "pixel_attention_mask", "spatial_shapes"}
     with pytest.raises(ValueError, match="text=.*images="):

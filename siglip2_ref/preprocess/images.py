@@ -454,9 +454,29 @@ def NaFlexImageProcessor(resize_backend="pil", **config):
     return ImageProcessor("naflex", resize_backend, **config)
 
 
-def load_image_processor(path, resize_backend="pil", model_type=None, pass_order="pillow13"):
-    """Image processor from a checkpoint folder (or a preprocessor_config.json file)."""
-    raw = read_preprocessor_config(path)
-    variant = detect_variant(raw, model_type)
+def load_image_processor(path, resize_backend="pil", model_type=None, pass_order="pillow13", choices=None):
+    """Image processor from a checkpoint folder (or a preprocessor_config.json file).
+
+    For a folder, the class and the file holding its settings (processor_config.json's "image_processor", else
+    preprocessor_config.json) are those siglip2_ref.checkpoint.choices decides, as transformers' AutoImageProcessor
+    (pass `choices=` when already decided); it raises FolderChoiceError where AutoImageProcessor would, unless
+    `model_type` stands in for the missing config.json. For a file, the variant is its image_processor_type, else
+    `model_type`.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        if choices is None:
+            from ..checkpoint.choices import decide
+
+            choices = decide(path)
+        if model_type is None or choices.image_processor_file is None:
+            choices.require("image_processor")
+        raw = read_preprocessor_config(os.path.join(path, choices.image_processor_file))
+        if choices.image_processor_file == "processor_config.json":
+            raw = raw["image_processor"]
+        variant = choices.image_variant or detect_variant(raw, model_type)
+    else:
+        raw = read_preprocessor_config(path)
+        variant = detect_variant(raw, model_type)
     keys = set(NAFLEX_DEFAULTS if variant == "naflex" else FIXRES_DEFAULTS)
     return ImageProcessor(variant, resize_backend, pass_order, **{k: v for k, v in raw.items() if k in keys})

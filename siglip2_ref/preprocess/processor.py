@@ -10,7 +10,7 @@ three explicitly (padding=False, "longest", another max_length, ...) behaves as 
 import os
 
 from .images import load_image_processor
-from .tokenizer import load_tokenizer, read_variant
+from .tokenizer import load_tokenizer
 
 TEXT_DEFAULTS = {"padding": "max_length", "max_length": 64, "truncation": True}
 TEXT_KEYS = ("padding", "max_length", "truncation", "pad_to_multiple_of", "add_special_tokens",
@@ -70,16 +70,21 @@ def load_processor(path, resize_backend="pil", lowercase=None):
     """Processor for a checkpoint folder or cached hub id.
 
     resize_backend: "pil" (Pillow >= 13 numerics, default) or "torchvision" (transformers 5.x default numerics).
-    lowercase: None = as transformers >= 5.20 per variant (NaFlex lowercases, FixRes does not); True/False forces.
-    Works with only the preprocessing files present (no config.json / weights needed).
+    lowercase: None = as the tokenizer class transformers 5.24 picks for the folder (Siglip2Tokenizer lowercases:
+    a NaFlex config.json; GemmaTokenizer does not); True/False forces. The folder's files are read once, by
+    siglip2_ref.checkpoint.choices (docs/checkpoint_folder.md). Works with only the preprocessing files present (no
+    config.json / weights needed); raises FolderChoiceError where transformers' AutoImageProcessor would.
     """
+    from ..checkpoint.choices import decide
+
     folder = checkpoint_folder(path)
     has_tokenizer = os.path.isfile(os.path.join(folder, "tokenizer.model"))
-    has_images = os.path.isfile(os.path.join(folder, "preprocessor_config.json"))
+    choices = decide(folder)
+    has_images = choices.image_processor_file is not None
     if not (has_tokenizer or has_images):
-        raise FileNotFoundError(f"{folder}: neither tokenizer.model nor preprocessor_config.json found")
-    variant = read_variant(folder)
-    model_type = {"naflex": "siglip2", "fixres": "siglip"}.get(variant)
-    image_processor = load_image_processor(folder, resize_backend, model_type=model_type) if has_images else None
-    tokenizer = load_tokenizer(folder, lowercase=lowercase, variant=variant) if has_tokenizer else None
+        raise FileNotFoundError(
+            f"{folder}: neither tokenizer.model nor preprocessor_config.json (or processor_config.json) found"
+        )
+    image_processor = load_image_processor(folder, resize_backend, choices=choices) if has_images else None
+    tokenizer = load_tokenizer(folder, lowercase=lowercase, choices=choices) if has_tokenizer else None
     return Processor(tokenizer, image_processor)

@@ -64,23 +64,21 @@ def read_vocab(tok_json):
 
 
 def read_variant(folder):
-    """"naflex" / "fixres" / None from config.json's model_type or preprocessor_config.json."""
-    config = read_json(os.path.join(folder, "config.json"), {}) or {}
-    model_type = str(config.get("model_type") or "")
-    if model_type:
-        return "naflex" if model_type.startswith("siglip2") else "fixres"
-    pre = read_json(os.path.join(folder, "preprocessor_config.json"), {}) or {}
-    kind = str(pre.get("image_processor_type") or "")
-    if kind:
-        return "naflex" if kind.startswith("Siglip2") else "fixres"
-    return None
+    """"naflex" / "fixres" / None for a folder, as decided by siglip2_ref.checkpoint.choices (kept for callers)."""
+    from ...checkpoint.choices import decide
+
+    return decide(folder).variant
 
 
-def load_tokenizer(path, lowercase=None, variant=None):
+def load_tokenizer(path, lowercase=None, variant=None, choices=None):
     """Tokenizer from a checkpoint folder (`tokenizer.model` + `tokenizer_config.json` etc.).
 
-    `lowercase=None` follows transformers >= 5.20 per variant: NaFlex ("siglip2") lowercases, FixRes does not
-    (nor does a folder of unknown variant). The models were trained on lowercased text (SPEC §3.3).
+    `lowercase=None`: as the tokenizer class transformers 5.24's AutoTokenizer picks for the folder
+    (Siglip2Tokenizer lowercases; GemmaTokenizer / TokenizersBackend do not), decided by
+    siglip2_ref.checkpoint.choices (pass `choices=` when already decided; docs/checkpoint_folder.md has the table).
+    `variant="naflex"` / `"fixres"` instead says which model the text is for, as a config.json of that variant
+    would (NaFlex lowercases, FixRes does not). The models were trained on lowercased text (SPEC §3.3).
+    Raises FolderChoiceError where AutoTokenizer would raise and neither `lowercase` nor `variant` is given.
     """
     path = os.fspath(path)
     model_file = os.path.join(path, "tokenizer.model")
@@ -92,9 +90,14 @@ def load_tokenizer(path, lowercase=None, variant=None):
     special["mask_token"] = special["mask_token"] or "<mask>"  # GemmaTokenizer's class default
     defaults = {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>", "pad_token": "<pad>"}
     special = {k: v if v is not None else defaults.get(k) for k, v in special.items()}
-    variant = variant or read_variant(path)
-    if lowercase is None:
+    if lowercase is None and variant is not None:
         lowercase = variant == "naflex"
+    if lowercase is None:
+        if choices is None:
+            from ...checkpoint.choices import decide
+
+            choices = decide(path)
+        lowercase = choices.require("tokenizer").lowercase
     tok_json = read_json(os.path.join(path, "tokenizer.json"), {}) or {}
     tokenizer = Tokenizer(
         model_file, read_added_tokens(config, tok_json), lowercase=lowercase,
