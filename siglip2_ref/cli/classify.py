@@ -5,7 +5,7 @@ import os
 import sys
 
 from ..model.vision import InputError
-from .options import (EXIT_OK, EXIT_RUNTIME, IMAGE_SUFFIXES, PROG, CommandError, UsageError, check_files_exist,
+from .options import (EXIT_OK, EXIT_RUNTIME, IMAGE_SUFFIXES, PROG, UsageError, check_files_exist,
                       demo_image, load, positive_int, read_text_file, score_text)
 
 NAME = "classify"

@@ -21,7 +21,7 @@ import numpy as np
 from .added_tokens import AddedToken, split_on_tokens, tokens_regex
 from .bpe import MergeTable, vocab_differences
 from .files import fail, read_model_proto
-from ...model.vision import InputError
+from .inputs import check_encodable
 from .sentencepiece_model import PIECE_NORMAL, PIECE_USER_DEFINED, piece_types
 
 
@@ -61,9 +61,10 @@ class Tokenizer:
         try:
             self.sp = spm.SentencePieceProcessor(model_proto=proto)
             self.piece_types = piece_types(proto)
+            self.sp.id_to_piece(list(range(self.sp.get_piece_size())))  # every piece valid UTF-8 (ValueError if not)
         except (RuntimeError, OSError, ValueError, IndexError) as e:  # SentencePiece's own text is low-level
-            fail(model_file, f"not a SentencePiece model ({len(proto)} bytes; corrupt, truncated or another kind "
-                             f"of file): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            fail(model_file, f"not a SentencePiece model ({len(proto)} bytes that SentencePiece cannot parse "
+                             f"[{type(e).__name__}]: corrupt, truncated or another kind of file)")
         if len(self.piece_types) != self.sp.get_piece_size():
             fail(model_file, f"{len(self.piece_types)} pieces read, SentencePiece reports {self.sp.get_piece_size()}: corrupt")
         self.lowercase, self.add_bos_token, self.add_eos_token = bool(lowercase), bool(add_bos_token), bool(add_eos_token)
@@ -311,23 +312,6 @@ def decode_bytes(run):
 def check_text(text):
     if not isinstance(text, str):
         raise TypeError(f"text must be a str or a list of str, got {type(text).__name__}")
-
-
-SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def check_encodable(text, what):
-    """Text that UTF-8 can hold: a lone surrogate ("\\ud800") is refused, as `tokenizers` refuses it.
-
-    `tokenizers` (what transformers' fast tokenizers run) raises on such a str when converting it to Rust;
-    SentencePiece raises a pybind11 cast error. Both mean the same: the str is not text.
-    """
-    if not text.isascii():
-        m = SURROGATE.search(text)
-        if m:
-            raise InputError(f"{what}: character {m.start()} is the lone surrogate {m.group()!r} (U+{ord(m.group()):04X}), "
-                             "which is not text and cannot be encoded as UTF-8; decode bytes with errors='replace' "
-                             "or remove it")
 
 
 def check_batch(texts):
