@@ -5,8 +5,8 @@ import os
 import sys
 
 from ..model.vision import InputError
-from .options import (EXIT_OK, EXIT_RUNTIME, IMAGE_SUFFIXES, PROG, CommandError, UsageError, check_files_exist,
-                      demo_image, load, positive_int, score_text)
+from .options import (EXIT_OK, EXIT_RUNTIME, IMAGE_SUFFIXES, PROG, UsageError, check_files_exist,
+                      demo_image, load, positive_int, read_text_file, score_text)
 
 NAME = "classify"
 SUMMARY = "zero-shot classification of images against text labels"
@@ -32,10 +32,8 @@ def configure(p):
 def read_labels(args):
     """Labels from --labels / --labels-file, the demo labels for the demo model, or a usage error."""
     if args.labels_file is not None:
-        if not os.path.isfile(args.labels_file):
-            raise CommandError(f"--labels-file {args.labels_file}: no such file")
-        with open(args.labels_file, encoding="utf-8") as f:
-            labels = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        lines = read_text_file("--labels-file", args.labels_file)
+        labels = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         if not labels:
             raise UsageError(f"--labels-file {args.labels_file}: no labels in it (one label per line)")
         return labels

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..porting.conventions import Conventions
 from ..porting.dump import INPUT_NAMES, make_dump, write_dump
-from .options import EXIT_OK, CommandError, UsageError, check_files_exist, checkpoint_folder
+from .options import EXIT_OK, CommandError, UsageError, check_files_exist, checkpoint_folder, read_text_file
 
 NAME = "dump"
 SUMMARY = "run a model on images and texts and write every named stage to one .safetensors"
@@ -94,9 +94,7 @@ def read_texts(args):
 
     texts = list(args.text or [])
     if args.texts_file:
-        if not os.path.isfile(args.texts_file):
-            raise CommandError(f"--texts-file {args.texts_file}: no such file")
-        texts += [line.rstrip("\n") for line in open(args.texts_file, encoding="utf-8")]
+        texts += read_text_file("--texts-file", args.texts_file)
     return texts or None
 
 

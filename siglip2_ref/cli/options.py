@@ -26,6 +26,22 @@ class CommandError(Exception):
     """A request the command cannot carry out (exit code 1)."""
 
 
+def read_text_file(flag, path):
+    """The lines of a UTF-8 text file given to `flag`, or a CommandError naming the file and the bad byte."""
+    if not os.path.isfile(path):
+        raise CommandError(f"{flag} {path}: no such file")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise CommandError(f"{flag} {path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}, line {line}); "
+                           "save the file as UTF-8") from None
+    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines  # as iterating over the file in text mode
+
+
 def positive_int(text):
     try:
         value = int(text)

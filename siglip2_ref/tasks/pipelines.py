@@ -13,6 +13,7 @@ Shape alphabet: I images, T texts, D embedding width, N patch slots (NaFlex), K 
 
 import json
 import os
+import string
 
 import numpy as np
 
@@ -188,9 +189,26 @@ def classify_embeddings(model, label_embeds, image_embeds, labels, top_k=None): 
 
 
 def check_template(template):
-    """A hypothesis template with exactly one `{}` slot."""
-    if not isinstance(template, str) or template.count("{}") != 1 or template.replace("{}", "").count("{") > 0:
-        raise InputError(f"template must contain exactly one '{{}}' where the label goes, got {template!r}")
+    """A hypothesis template with exactly one `{}` slot, that `template.format(label)` accepts.
+
+    Literal braces are written `{{` and `}}`, as str.format reads them.
+    """
+    if not isinstance(template, str):
+        raise InputError(f"template must be a str with one '{{}}' where the label goes, got {type(template).__name__}")
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError as e:  # "Single '}' encountered", "expected '}' before end of string"
+        raise InputError(f"template {template!r} is not a valid format string ({e}); write a literal brace as "
+                         "'{{' or '}}' and put '{}' where the label goes") from None
+    if not fields:
+        raise InputError(f"template {template!r} has no '{{}}'; expected exactly one where the label goes, e.g. 'This is a photo of {{}}.'")
+    if len(fields) > 1:
+        raise InputError(f"template {template!r} has {len(fields)} replacement fields; expected exactly one '{{}}' "
+                         "where the label goes (write literal braces as '{{' and '}}')")
+    name, spec, conv = fields[0]
+    if name != "" or spec or conv:
+        field = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+        raise InputError(f"template {template!r} has the field {field!r}; expected exactly one plain '{{}}' where the label goes")
 
 
 def rank_texts(model, processor, image, texts, top_k=None, max_num_patches=None):

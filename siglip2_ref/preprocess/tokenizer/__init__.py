@@ -5,6 +5,8 @@
     bpe.py                  BPE with tokenizer.json's merges, where it differs from SentencePiece
     tokenizer.py            the tokenizer: transformers' rules around SentencePiece (lowercase, EOS, padding)
     loading.py              the tokenizer from a checkpoint folder's files
+    files.py                checks on those files (TokenizerFileError)
+    inputs.py               checks on the text itself (lone surrogates)
 """
 
 from .loading import load_tokenizer, read_variant

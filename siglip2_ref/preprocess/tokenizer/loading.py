@@ -1,20 +1,10 @@
 """Loading a tokenizer from a checkpoint folder: tokenizer.model, tokenizer.json, tokenizer_config.json, special_tokens_map.json."""
 
-import json
 import os
 
 from .added_tokens import AddedToken
+from .files import check_special_tokens_map, check_tokenizer_config, check_tokenizer_json, read_json
 from .tokenizer import NAMED_SPECIAL, Tokenizer
-
-
-def read_json(path, default=None):
-    if not os.path.isfile(path):
-        return default
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
 def token_content(value):
@@ -84,8 +74,9 @@ def load_tokenizer(path, lowercase=None, variant=None, choices=None):
     model_file = os.path.join(path, "tokenizer.model")
     if not os.path.isfile(model_file):
         raise FileNotFoundError(f"{model_file}: the SentencePiece model is missing")
-    config = read_json(os.path.join(path, "tokenizer_config.json"), {}) or {}
-    special_map = read_json(os.path.join(path, "special_tokens_map.json"), {}) or {}
+    config_file, map_file, json_file = (os.path.join(path, n) for n in ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"))
+    config = check_tokenizer_config(config_file, read_json(config_file), NAMED_SPECIAL)
+    special_map = check_special_tokens_map(map_file, read_json(map_file), NAMED_SPECIAL)
     special = {k: token_content(config.get(k, special_map.get(k))) for k in NAMED_SPECIAL}
     special["mask_token"] = special["mask_token"] or "<mask>"  # GemmaTokenizer's class default
     defaults = {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>", "pad_token": "<pad>"}
@@ -98,7 +89,7 @@ def load_tokenizer(path, lowercase=None, variant=None, choices=None):
 
             choices = decide(path)
         lowercase = choices.require("tokenizer").lowercase
-    tok_json = read_json(os.path.join(path, "tokenizer.json"), {}) or {}
+    tok_json = check_tokenizer_json(json_file, read_json(json_file))
     tokenizer = Tokenizer(
         model_file, read_added_tokens(config, tok_json), lowercase=lowercase,
         add_bos_token=config.get("add_bos_token", False), add_eos_token=config.get("add_eos_token", True),

@@ -20,6 +20,8 @@ import numpy as np
 
 from .added_tokens import AddedToken, split_on_tokens, tokens_regex
 from .bpe import MergeTable, vocab_differences
+from .files import fail, read_model_proto
+from .inputs import check_encodable
 from .sentencepiece_model import PIECE_NORMAL, PIECE_USER_DEFINED, piece_types
 
 
@@ -55,10 +57,16 @@ class Tokenizer:
                  special_tokens=None, model_max_length=None, padding_side="right", merges=None, vocab=None):
         import sentencepiece as spm
 
-        with open(model_file, "rb") as f:
-            proto = f.read()
-        self.sp = spm.SentencePieceProcessor(model_proto=proto)
-        self.piece_types = piece_types(proto)
+        proto = read_model_proto(model_file)
+        try:
+            self.sp = spm.SentencePieceProcessor(model_proto=proto)
+            self.piece_types = piece_types(proto)
+            self.sp.id_to_piece(list(range(self.sp.get_piece_size())))  # every piece valid UTF-8 (ValueError if not)
+        except (RuntimeError, OSError, ValueError, IndexError) as e:  # SentencePiece's own text is low-level
+            fail(model_file, f"not a SentencePiece model ({len(proto)} bytes that SentencePiece cannot parse "
+                             f"[{type(e).__name__}]: corrupt, truncated or another kind of file)")
+        if len(self.piece_types) != self.sp.get_piece_size():
+            fail(model_file, f"{len(self.piece_types)} pieces read, SentencePiece reports {self.sp.get_piece_size()}: corrupt")
         self.lowercase, self.add_bos_token, self.add_eos_token = bool(lowercase), bool(add_bos_token), bool(add_eos_token)
         self.special = dict(special_tokens or {})  # "eos_token" -> "<eos>", ...
         self.model_max_length = model_max_length if model_max_length and model_max_length <= LARGE_INTEGER else None
@@ -233,6 +241,7 @@ class Tokenizer:
     def tokenize(self, text):
         """Token strings of one text, without special tokens added."""
         check_text(text)
+        check_encodable(text, "text")
         return self.convert_ids_to_tokens(self.bpe_ids(text))
 
     def __call__(self, text, padding=False, truncation=None, max_length=None, pad_to_multiple_of=None,
@@ -249,7 +258,8 @@ class Tokenizer:
             raise ValueError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
         cut = max_length if truncation else None
         seqs = []
-        for t in texts:
+        for k, t in enumerate(texts):
+            check_encodable(t, "text" if single else f"text[{k}]")
             ids = self.bpe_ids(t)
             seqs.append(self.with_special_tokens(ids, cut) if add_special_tokens else (ids[:cut] if cut else ids))
         masks = [[1] * len(s) for s in seqs]
