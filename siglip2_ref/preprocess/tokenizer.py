@@ -1,6 +1,6 @@
 """The SigLIP 2 text tokenizer: Gemma's SentencePiece model with transformers' rules around it.
 
-What transformers 5.24 does with the Hub files, and what this module reproduces (SPEC §3):
+What transformers 5.24 does with the Hub files, and what this module reproduces (docs/preprocessing.md "Text"):
   1. literal added/special tokens in the text ("<eos>", "<pad>", ...) are cut out first, on the raw text;
   2. NaFlex checkpoints lowercase every other piece of text character by character (Siglip2Tokenizer);
      FixRes checkpoints do not (GemmaTokenizer) - `lowercase=` overrides either way;
@@ -633,7 +633,7 @@ def load_tokenizer(path, lowercase=None, variant=None):
     """Tokenizer from a checkpoint folder (`tokenizer.model` + `tokenizer_config.json` etc.).
 
     `lowercase=None` follows transformers >= 5.20 per variant: NaFlex ("siglip2") lowercases, FixRes does not
-    (nor does a folder of unknown variant). The models were trained on lowercased text (SPEC §3.3).
+    (nor does a folder of unknown variant). The models were trained on lowercased text (docs/parity.md "Pitfalls" 3).
     """
     path = os.fspath(path)
     model_file = os.path.join(path, "tokenizer.model")
