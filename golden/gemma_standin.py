@@ -1,6 +1,6 @@
 """A Gemma-format tokenizer stand-in: 256,000 pieces in the layout of Gemma's tokenizer, written as Hub files.
 
-Official SigLIP 2 checkpoints ship Gemma's tokenizer (SPEC §3.1), which cannot be downloaded here. The toy model
+Official SigLIP 2 checkpoints ship Gemma's 256k SentencePiece tokenizer (docs/preprocessing.md "Text"), which cannot be downloaded here. The toy model
 of golden/toy_tokenizer.py has the recipe but a few hundred pieces; this stand-in has the real size and structure,
 so that code paths only a real checkpoint reaches (a 256k vocabulary, hundreds of user-defined pieces, whitespace
 runs as single pieces, HTML tags, `<unusedN>`, byte fallback next to a large vocabulary) are tested:

@@ -37,7 +37,7 @@ from golden.toy_tokenizer import make_gemma_style_tokenizer, text_with_token_cou
 
 FORMAT_VERSION = 1
 SEED = 20250227
-HUB_COMMON = {  # preprocessor_config.json as the conversion scripts write it (SPEC 4.1/4.2), minus do_convert_rgb
+HUB_COMMON = {  # preprocessor_config.json as transformers' convert_siglip_to_hf.py / convert_siglip2_to_hf.py write it, minus do_convert_rgb
     "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
     "image_std": [0.5, 0.5, 0.5], "rescale_factor": 0.00392156862745098,
 }
@@ -45,7 +45,7 @@ FIXRES = {"image_processor_type": "SiglipImageProcessor", "processor_class": "Si
 NAFLEX = {"image_processor_type": "Siglip2ImageProcessor", "processor_class": "Siglip2Processor", "patch_size": 16,
           **HUB_COMMON}
 CONFIGS = {
-    # the official settings (SPEC 4.1/4.2): compared by sha256 digest for every case, stored for FULL_CASES
+    # the official settings (golden/preprocess/README.md): compared by sha256 digest for every case, stored for FULL_CASES
     "fixres224_bilinear": {**FIXRES, "resample": 2, "size": {"height": 224, "width": 224}},
     "naflex256": {**NAFLEX, "resample": 2, "max_num_patches": 256},
     # small outputs, stored in full for every case (readable failures)

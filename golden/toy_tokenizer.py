@@ -1,6 +1,6 @@
 """Train a small Gemma-style SentencePiece tokenizer and write it the way an official SigLIP 2 checkpoint stores it.
 
-The official checkpoints ship Gemma's 256k tokenizer (SPEC §3.1). Tests and the demo model cannot download it,
+The official checkpoints ship Gemma's 256k SentencePiece tokenizer (docs/preprocessing.md "Text"). Tests and the demo model cannot download it,
 so they use a toy model trained here with Gemma's layout: BPE with byte fallback, no dummy prefix, identity
 normalisation, pad=0, eos=1, bos=2, unk=3, mask=4. The files written are those of a Hub checkpoint:
 `tokenizer.model`, `tokenizer.json` (converted by the installed transformers, as the official recipe does),

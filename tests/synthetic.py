@@ -25,7 +25,7 @@ def tiny_config(variant="naflex", **vision_overrides):
 
 
 def tiny_shapes(config):
-    """The official key layout for a tiny config (same formulas as SPEC §2, written out independently)."""
+    """The official key layout for a tiny config (the layout of siglip2_ref/checkpoint/weights.py, written out independently)."""
     v, t = config["vision_config"], config["text_config"]
     D, F, P = v["hidden_size"], v["intermediate_size"], v["patch_size"]
     Dt, Ft = t["hidden_size"], t["intermediate_size"]

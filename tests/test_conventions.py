@@ -127,7 +127,7 @@ def test_value_range_by_hand():
 @pytest.mark.parametrize("hw, expected", [((480, 640), (224, 288)), ((1000, 300), (448, 144)), ((224, 224), (256, 256)),
                                           ((1080, 1920), (192, 336)), ((1, 1), (112, 112)), ((5000, 16), (4096, 16))])  # fmt: skip
 def test_big_vision_sequence_search_on_the_spec_examples(hw, expected):
-    assert cv.image_size_for_sequence_float32(*hw, 16, 256) == expected  # SPEC §4.2 step 1 (HF's float64 values)
+    assert cv.image_size_for_sequence_float32(*hw, 16, 256) == expected  # the float64 values of transformers 5.24 get_image_size_for_max_num_patches
 
 
 def test_big_vision_naflex_normalises_before_a_float_resize():

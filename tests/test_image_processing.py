@@ -116,7 +116,7 @@ def test_float_goldens_cover_every_case_and_resize_direction():
     assert any(h < 24 for h, w in sizes) and any(h > 32 and w > 40 for h, w in sizes)  # up- and downsampling
 
 
-# ---- NaFlex geometry (expected values: transformers outputs recorded in SPEC §4.2) ----------------------------
+# ---- NaFlex geometry (expected values: transformers 5.24 `get_image_size_for_max_num_patches`, recorded) ----------------------------
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def test_pil_image_is_not_exif_rotated(tmp_path):
 
 
 def test_rgba_is_composited_on_white():
-    rgba = Image.new("RGBA", (2, 1), (255, 95, 252, 37))  # SPEC §4.4: 5.x gives (255, 232, 255)
+    rgba = Image.new("RGBA", (2, 1), (255, 95, 252, 37))  # transformers 5.x composites on white: (255, 232, 255)
     out = FixResImageProcessor(do_resize=False, do_normalize=False, do_rescale=False)(rgba)
     assert out["pixel_values"][0, :, 0, 0].tolist() == [255, 232, 255]
 

@@ -1,7 +1,7 @@
 """Configuration: `config.json` read into frozen dataclasses with transformers' field names.
 
 Missing fields take the defaults of transformers' `SiglipTextConfig`, `SiglipVisionConfig`,
-`Siglip2VisionConfig` (SPEC §1.4). Unknown keys are ignored (official files carry many:
+`Siglip2VisionConfig` (transformers 5.24 `configuration_siglip.py`, `configuration_siglip2.py`). Unknown keys are ignored (official files carry many:
 `torch_dtype`, `architectures`, token ids...). Inconsistent values fail here, naming the field,
 before any weight is read.
 """

@@ -280,7 +280,7 @@ def _encoder_shapes(prefix, D, F, layers):
 
 
 def vision_shapes(v):
-    """Expected `vision_model.*` keys and shapes (SPEC §2)."""
+    """Expected `vision_model.*` keys and shapes (transformers 5.24 `modeling_siglip2.py`; golden/README.md "Checkpoints")."""
     D, F, P, C = v.hidden_size, v.intermediate_size, v.patch_size, v.num_channels
     stem = (D, C, P, P) if v.variant == "fixres" else (D, C * P * P)  # Conv2d vs Linear on patchified input
     shapes = {
@@ -302,7 +302,7 @@ def vision_shapes(v):
 
 
 def text_shapes(t):
-    """Expected `text_model.*` keys and shapes (SPEC §2)."""
+    """Expected `text_model.*` keys and shapes (transformers 5.24 `modeling_siglip2.py`; golden/README.md "Checkpoints")."""
     D = t.hidden_size
     shapes = {
         "text_model.embeddings.token_embedding.weight": (t.vocab_size, D),

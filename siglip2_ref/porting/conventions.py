@@ -1,6 +1,6 @@
 """Named conventions: how other SigLIP 2 ecosystems preprocess, as explicit switches, and preprocessing as stages.
 
-The defaults are this project's (transformers >= 5.20, Pillow numerics; SPEC "Decisions"). Each other value
+The defaults are this project's (transformers >= 5.20, Pillow numerics; docs/conventions.md "Decisions"). Each other value
 reproduces one ecosystem where its rules are known; docs/conventions.md says what each does, what could not be
 executed here, and how much each switch moves pixels, embeddings and logits.
 

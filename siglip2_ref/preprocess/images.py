@@ -2,7 +2,7 @@
 
 Reproduces transformers' `SiglipImageProcessor` (FixRes) and `Siglip2ImageProcessor` (NaFlex) pixel for pixel,
 with either of its two resize back-ends ("pil": Pillow >= 13, the default here; "torchvision": transformers 5.x's
-default). Non-RGB inputs are converted, never rejected (SPEC "Decisions" 4).
+default). Non-RGB inputs are converted, never rejected (docs/conventions.md "Decisions" 4).
 
 Shape alphabet: I images; C channels (3 after conversion); H, W input height/width; h, w resized height/width;
 p patch side; gh, gw patch grid (h = gh p, w = gw p); N patch slots (max_num_patches); P patch vector (p p C).

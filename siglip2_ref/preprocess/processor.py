@@ -3,7 +3,7 @@
 Text defaults are padding="max_length", max_length=64, truncation=True for both variants. transformers'
 Siglip2Processor (NaFlex) has these defaults; SiglipProcessor (FixRes) has none, so there a bare call gives
 unpadded ids and a different embedding. We default to them deliberately: the text tower pools position 63, which
-only means what the model learned when every text is padded to 64 (SPEC §3.2, §6 pitfall 1). Passing any of the
+only means what the model learned when every text is padded to 64 (docs/parity.md "Pitfalls" 1). Passing any of the
 three explicitly (padding=False, "longest", another max_length, ...) behaves as in transformers.
 """
 

@@ -2,7 +2,7 @@
 
 transformers 5.x computes this stage in float32 even for float64 weights, so the float64 goldens cannot pin it
 below ~1e-7; torch's `F.interpolate(bilinear, antialias=True)` in float64 (transformers 4.x's method) can.
-Shapes with output width 1 are excluded: torch's CPU kernel is wrong there (SPEC §5.4), and 5.x is not.
+Shapes with output width 1 are excluded: torch's CPU kernel is wrong there (docs/parity.md "Deliberate choices", NaFlex position resize), and 5.x is not.
 """
 
 import numpy as np

@@ -138,7 +138,7 @@ def test_compare_catches_a_timm_style_port_in_a_transformers_dump(checkpoints, i
 def test_bicubic_position_resize_matches_torch_interpolate(shape):
     """timm's NaFlexViT: F.interpolate(pos, size, mode="bicubic", align_corners=False, antialias=True) in float32,
     skipped when the grid is unchanged. (Width-1 outputs are left out: torch's CPU antialiased kernel mishandles
-    them, SPEC §5.4; the closed form here gives the separable result.)"""
+    them, docs/parity.md "Deliberate choices"; the closed form here gives the separable result.)"""
     G, D = 16, 6
     table = np.random.default_rng(0).standard_normal((G * G, D)).astype(np.float32)
     h, w = shape

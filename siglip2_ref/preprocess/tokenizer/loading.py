@@ -67,7 +67,7 @@ def load_tokenizer(path, lowercase=None, variant=None, choices=None):
     (Siglip2Tokenizer lowercases; GemmaTokenizer / TokenizersBackend do not), decided by
     siglip2_ref.checkpoint.choices (pass `choices=` when already decided; docs/checkpoint_folder.md has the table).
     `variant="naflex"` / `"fixres"` instead says which model the text is for, as a config.json of that variant
-    would (NaFlex lowercases, FixRes does not). The models were trained on lowercased text (SPEC §3.3).
+    would (NaFlex lowercases, FixRes does not). The models were trained on lowercased text (docs/parity.md "Pitfalls" 3).
     Raises FolderChoiceError where AutoTokenizer would raise and neither `lowercase` nor `variant` is given.
     """
     path = os.fspath(path)

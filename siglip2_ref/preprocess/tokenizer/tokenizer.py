@@ -1,6 +1,6 @@
 """The SigLIP 2 text tokenizer: Gemma's SentencePiece model with transformers' rules around it.
 
-What transformers 5.24 does with the Hub files, and what this module reproduces (SPEC §3):
+What transformers 5.24 does with the Hub files, and what this module reproduces (docs/preprocessing.md "Text"):
   1. literal added/special tokens in the text ("<eos>", "<pad>", ...) are cut out first, on the raw text;
   2. NaFlex checkpoints lowercase every other piece of text character by character (Siglip2Tokenizer);
      FixRes checkpoints do not (GemmaTokenizer) - `lowercase=` overrides either way;
