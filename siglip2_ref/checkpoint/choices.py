@@ -25,7 +25,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .config import MODEL_TYPES
+from .config import MODEL_TYPES, json_kind
 
 LOWERCASING_TOKENIZERS = ("Siglip2Tokenizer",)  # Siglip2Tokenizer = Gemma tokenizer + a Lowercase normalizer
 TOKENIZER_CLASSES = ("GemmaTokenizer", "Siglip2Tokenizer", "TokenizersBackend")  # the classes our Tokenizer mirrors
@@ -38,6 +38,7 @@ MODEL_CLASS_FOR_MODEL_TYPE = {  # MODEL_MAPPING_NAMES; the text-only types have 
     "siglip_vision_model": "SiglipVisionModel", "siglip2_vision_model": "Siglip2VisionModel",
 }
 FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+CLASS_NAME_KEYS = ("model_type", "tokenizer_class", "image_processor_type", "feature_extractor_type", "processor_class")
 
 
 class FolderChoiceError(ValueError):
@@ -84,11 +85,24 @@ def _read(folder, name):
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise FolderChoiceError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
         raise FolderChoiceError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    _check_class_names(data, path)
+    nested = data.get("image_processor")
+    if name == "processor_config.json" and nested is not None:
+        if not isinstance(nested, dict):
+            raise FolderChoiceError(f"{path}: image_processor: expected a JSON object of settings, got {json_kind(nested)}")
+        _check_class_names(nested, f"{path}: image_processor")
     return data
+
+
+def _check_class_names(data, where):
+    """The keys that pick classes hold a name (a string) or null; anything else is refused, not guessed."""
+    for key in CLASS_NAME_KEYS:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise FolderChoiceError(f"{where}: {key}: expected a class or type name (a string), got {json_kind(data[key])}")
 
 
 def _base_class(name, suffixes):

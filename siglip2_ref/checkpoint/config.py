@@ -7,6 +7,7 @@ before any weight is read.
 """
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -25,6 +26,23 @@ ACTIVATIONS = (*GELU_TANH_NAMES, "gelu", "quick_gelu", "relu")  # every hidden_a
 
 class ConfigError(ValueError):
     """A config.json that cannot describe a SigLIP / SigLIP 2 model."""
+
+
+def json_kind(value):
+    """How a parsed JSON value reads in an error message: `list [1, 2]`, `string 'x'`, ..."""
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "integer", float: "number"}
+    kind = "null" if value is None else names.get(type(value), type(value).__name__)
+    text = repr(value)
+    return f"{kind} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def json_object(value, where):
+    """`value` if it is a JSON object (a missing or null sub-config reads as {}, as transformers)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a JSON object of settings, got {json_kind(value)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,8 @@ def _typed_fields(cls, raw, where):
         expected = {int: int, float: (int, float), bool: bool, str: str}.get(type(f.default), int)
         if isinstance(v, bool) and expected is not bool or not isinstance(v, expected):
             raise ConfigError(f"{where}.{f.name}: expected {getattr(expected, '__name__', 'a number')}, got {v!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where}.{f.name}: expected a finite number, got {v}")
         values[f.name] = v
     return values
 
@@ -129,8 +149,11 @@ def _check_tower(cfg, where):
         )
     if cfg.hidden_act not in ACTIVATIONS:
         raise ConfigError(f"{where}.hidden_act {cfg.hidden_act!r} is not supported; expected one of {ACTIVATIONS}")
-    if not cfg.layer_norm_eps > 0:
-        raise ConfigError(f"{where}.layer_norm_eps must be > 0, got {cfg.layer_norm_eps}")
+    if not 0 < cfg.layer_norm_eps < 1:
+        raise ConfigError(
+            f"{where}.layer_norm_eps must be a small positive number (0 < eps < 1; official checkpoints use 1e-6), "
+            f"got {cfg.layer_norm_eps}"
+        )
 
 
 def text_config(raw, where="text_config"):
@@ -168,13 +191,13 @@ def _parse_config(raw):
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a JSON object, got {type(raw).__name__}")
     model_type = raw.get("model_type")
-    if model_type not in MODEL_TYPES:
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
         raise ConfigError(
             f"model_type {model_type!r} is not a SigLIP / SigLIP 2 type; expected one of {sorted(MODEL_TYPES)}"
         )
     variant, towers = MODEL_TYPES[model_type]
-    architecture = (raw.get("architectures") or [""])[0]
-    sub = lambda key: raw.get(key) or {}  # noqa: E731 (missing sub-config -> all defaults, as transformers)
+    architecture = first_architecture(raw.get("architectures"))
+    sub = lambda key: json_object(raw.get(key), key)  # noqa: E731 (missing sub-config -> all defaults, as transformers)
     text = vision = None
     if towers == "text":
         text = text_config(raw, "config")
@@ -189,9 +212,33 @@ def _parse_config(raw):
             f"text_config.projection_size ({text.output_size}) must equal vision_config.hidden_size "
             f"({vision.hidden_size}): image and text embeddings are compared by a dot product"
         )
-    id2label = {int(k): v for k, v in (raw.get("id2label") or {}).items()}
+    id2label = labels_by_id(raw.get("id2label"))
     num_labels = raw.get("num_labels", len(id2label)) if architecture.endswith("ForImageClassification") else 0
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 0:
+        raise ConfigError(f"num_labels: expected a non-negative integer, got {json_kind(num_labels)}")
     return Config(model_type, variant, towers, text, vision, architecture, num_labels, id2label)
+
+
+def first_architecture(architectures):
+    """The model class config.json names (`architectures: ["SiglipModel"]`); "" when absent or empty."""
+    if architectures is None:
+        return ""
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+        raise ConfigError(f"architectures: expected a list of class names, got {json_kind(architectures)}")
+    return architectures[0] if architectures else ""
+
+
+def labels_by_id(id2label):
+    """{class index: label} from config.json's `id2label` ({"0": "cat", ...}); {} when absent."""
+    table = json_object(id2label, "id2label")
+    try:
+        labels = {int(k): v for k, v in table.items()}
+    except ValueError:
+        raise ConfigError(f"id2label: expected integer keys (\"0\", \"1\", ...), got {sorted(table)[:5]}") from None
+    bad = [k for k, v in labels.items() if not isinstance(v, str)]
+    if bad:
+        raise ConfigError(f"id2label[{bad[0]}]: expected a label string, got {json_kind(labels[bad[0]])}")
+    return labels
 
 
 def load_config(folder):
@@ -201,6 +248,6 @@ def load_config(folder):
         raise ConfigError(f"{path}: not found; a checkpoint folder needs config.json")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from e
     return parse_config(raw, str(path))
