@@ -60,7 +60,10 @@ def model_facts(model, processor, folder, args):
         scale, bias = (float(np.asarray(params[k]).reshape(-1)[0]) for k in ("logit_scale", "logit_bias"))
         facts["logits"] = {"logit_scale": scale, "exp_logit_scale": float(np.exp(scale)), "logit_bias": bias}
     facts["tokenizer"] = tokenizer_facts(processor, folder)
-    facts["image_processor"] = dict(processor.image_processor.config, resize_backend=getattr(args, "resize_backend", "pil"))
+    if processor.image_processor is not None:  # None: a folder without preprocessor_config.json (text only)
+        facts["image_processor"] = dict(processor.image_processor.config, resize_backend=getattr(args, "resize_backend", "pil"))
+    else:
+        facts["image_processor"] = None
     return facts
 
 
@@ -126,7 +129,8 @@ def info_lines(f):
         lines.append(f"logits        {g['exp_logit_scale']:.2f} * cos(image, text) {sign} {abs(g['logit_bias']):.2f}   "
                      f"(exp(logit_scale), logit_bias); probability = sigmoid(logit)")  # fmt: skip
     lines.append("tokenizer     " + tokenizer_line(f["tokenizer"]))
-    lines.append("images        " + image_processor_line(f["image_processor"], f["variant"]))
+    lines.append("images        " + image_processor_line(f["image_processor"], f["variant"]) if f["image_processor"]
+                 else "images        none: no preprocessor_config.json in the folder")
     return lines
 
 

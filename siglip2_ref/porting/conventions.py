@@ -277,9 +277,8 @@ def preprocess(processor, images=None, texts=None, conventions=DEFAULT, max_num_
         stages |= {"text.normalized": encode_strings(normalized), "text.input_ids": ids}
         inputs["input_ids"] = ids
     if images is not None:
-        if processor.image_processor is None:
-            raise ValueError("images given, but this checkpoint has no preprocessor_config.json")
-        steps = [image_steps(processor.image_processor, img, conventions.image_resize, max_num_patches) for img in images]
+        image_processor = processor.require_image_processor()
+        steps = [image_steps(image_processor, img, conventions.image_resize, max_num_patches) for img in images]
         for k, step in enumerate(steps):
             stages |= {f"image.{name}.{k}": step[name] for name in ("rgb", "resized", "normalized")}
         image_inputs = batch_inputs(steps)

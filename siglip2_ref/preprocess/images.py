@@ -11,7 +11,6 @@ Long (about 460 lines) on purpose: loading, the FixRes and NaFlex processors and
 (target size, rescale/normalise, patchify) stay on one page so the NaFlex path reads in order.
 """
 
-import json
 import math
 import os
 import warnings
@@ -19,18 +18,12 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from .resize import RESAMPLE_NAMES, resize, resize_float_torchvision
+from ..checkpoint.config import json_object
+from .image_config import detect_variant, merged_config, read_preprocessor_config
+from .resize import resize, resize_float_torchvision
 
 RESIZE_BACKENDS = ("pil", "torchvision")
 
-FIXRES_DEFAULTS = {  # SiglipImageProcessor class defaults (Hub configs override resample with 2 = bilinear)
-    "do_resize": True, "size": {"height": 224, "width": 224}, "resample": 3, "do_rescale": True,
-    "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
-}
-NAFLEX_DEFAULTS = {  # Siglip2ImageProcessor class defaults (= the Hub configs)
-    "do_resize": True, "resample": 2, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-    "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "patch_size": 16, "max_num_patches": 256,
-}
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
@@ -317,66 +310,6 @@ def pad_patches(patches, max_num_patches):  # [n, P] -> [N, P], mask [N] int32
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Configuration
-
-
-def read_preprocessor_config(path):
-    """The dict in `preprocessor_config.json` (path to the file or to the checkpoint folder)."""
-    path = os.fspath(path)
-    file = os.path.join(path, "preprocessor_config.json") if os.path.isdir(path) else path
-    if not os.path.isfile(file):
-        raise FileNotFoundError(f"{file}: preprocessor_config.json not found")
-    try:
-        with open(file, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{file}: not valid JSON ({e})") from e
-
-
-def detect_variant(preprocessor_config, model_type=None):
-    """"fixres" or "naflex" from `image_processor_type` (or, failing that, config.json's model_type / keys)."""
-    kind = str(preprocessor_config.get("image_processor_type") or "")
-    if kind.startswith("Siglip2"):
-        return "naflex"
-    if kind.startswith("Siglip"):
-        return "fixres"
-    if model_type is not None:
-        return "naflex" if str(model_type).startswith("siglip2") else "fixres"
-    return "naflex" if "max_num_patches" in preprocessor_config else "fixres"
-
-
-def merged_config(variant, overrides):
-    """Class defaults of the variant updated with the non-null entries of a preprocessor config."""
-    cfg = dict(NAFLEX_DEFAULTS if variant == "naflex" else FIXRES_DEFAULTS)
-    cfg.update({k: v for k, v in overrides.items() if v is not None and k in cfg})
-    validate_config(cfg, variant)
-    return cfg
-
-
-def validate_config(cfg, variant):
-    """Specific errors for settings the processors cannot honour."""
-    if cfg["resample"] not in RESAMPLE_NAMES:
-        raise ValueError(f"resample={cfg['resample']!r} is not supported; use 2 (bilinear) or 3 (bicubic)")
-    for key in ("image_mean", "image_std"):
-        if len(np.atleast_1d(cfg[key])) not in (1, 3):
-            raise ValueError(f"{key} must have 1 or 3 values, got {cfg[key]!r}")
-    if variant == "fixres":
-        size = cfg["size"]
-        if not isinstance(size, dict) or not {"height", "width"} <= set(size):
-            raise ValueError(f"FixRes size must be {{'height': H, 'width': W}}, got {size!r}")
-    else:
-        check_positive_int("patch_size", cfg["patch_size"])
-        check_positive_int("max_num_patches", cfg["max_num_patches"])
-
-
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Processors
 
 
@@ -471,12 +404,13 @@ def load_image_processor(path, resize_backend="pil", model_type=None, pass_order
             choices = decide(path)
         if model_type is None or choices.image_processor_file is None:
             choices.require("image_processor")
-        raw = read_preprocessor_config(os.path.join(path, choices.image_processor_file))
+        file = os.path.join(path, choices.image_processor_file)
+        raw = read_preprocessor_config(file)
         if choices.image_processor_file == "processor_config.json":
-            raw = raw["image_processor"]
+            raw = json_object(raw.get("image_processor"), f"{file}: image_processor")
         variant = choices.image_variant or detect_variant(raw, model_type)
     else:
-        raw = read_preprocessor_config(path)
+        file, raw = path, read_preprocessor_config(path)
         variant = detect_variant(raw, model_type)
-    keys = set(NAFLEX_DEFAULTS if variant == "naflex" else FIXRES_DEFAULTS)
-    return ImageProcessor(variant, resize_backend, pass_order, **{k: v for k, v in raw.items() if k in keys})
+    settings = {k: v for k, v in merged_config(variant, raw, source=file).items() if k in raw}
+    return ImageProcessor(variant, resize_backend, pass_order, **settings)

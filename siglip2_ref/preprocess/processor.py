@@ -9,6 +9,8 @@ three explicitly (padding=False, "longest", another max_length, ...) behaves as 
 
 import os
 
+from ..checkpoint.choices import FolderChoiceError, decide
+from ..checkpoint.folder import resolve_checkpoint
 from .images import load_image_processor
 from .tokenizer import load_tokenizer
 
@@ -20,10 +22,21 @@ TEXT_KEYS = ("padding", "max_length", "truncation", "pad_to_multiple_of", "add_s
 class Processor:
     """Tokenizer + image processor behind one call. Mirrors: SiglipProcessor / Siglip2Processor."""
 
-    def __init__(self, tokenizer, image_processor, text_defaults=None):
+    def __init__(self, tokenizer, image_processor, text_defaults=None, folder=None):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.text_defaults = dict(TEXT_DEFAULTS if text_defaults is None else text_defaults)
+        self.folder = folder  # the checkpoint folder it was loaded from, for error messages
+
+    def require_image_processor(self):
+        """The image processor, or one clear error naming the folder and the missing file (images need it)."""
+        if self.image_processor is None:
+            where = f"{self.folder}: " if self.folder else ""
+            raise FolderChoiceError(
+                f"{where}no image processor: preprocessor_config.json (or processor_config.json's image_processor) "
+                "was not found, and images cannot be preprocessed without it"
+            )
+        return self.image_processor
 
     @property
     def variant(self):
@@ -47,8 +60,7 @@ class Processor:
                 raise ValueError("this processor has no tokenizer (tokenizer.model was not found)")
             out.update(self.tokenizer(text, return_tensors=return_tensors, **{**self.text_defaults, **text_kwargs}))
         if images is not None:
-            if self.image_processor is None:
-                raise ValueError("this processor has no image processor (preprocessor_config.json was not found)")
+            self.require_image_processor()
             if self.variant == "fixres" and "max_num_patches" in kwargs:
                 raise ValueError("max_num_patches applies to NaFlex checkpoints only; this one is FixRes")
             out.update(self.image_processor(images, return_tensors=return_tensors, **kwargs))
@@ -59,10 +71,6 @@ class Processor:
 
 def checkpoint_folder(path):
     """A local folder for `path` (a folder, or a hub id found in the offline Hugging Face cache)."""
-    try:
-        from ..checkpoint.folder import resolve_checkpoint
-    except ImportError:  # the resolver is part of the loader; a plain folder still works without it
-        return os.fspath(path)
     return os.fspath(resolve_checkpoint(path))
 
 
@@ -75,8 +83,6 @@ def load_processor(path, resize_backend="pil", lowercase=None):
     siglip2_ref.checkpoint.choices (docs/checkpoint_folder.md). Works with only the preprocessing files present (no
     config.json / weights needed); raises FolderChoiceError where transformers' AutoImageProcessor would.
     """
-    from ..checkpoint.choices import decide
-
     folder = checkpoint_folder(path)
     has_tokenizer = os.path.isfile(os.path.join(folder, "tokenizer.model"))
     choices = decide(folder)
@@ -87,4 +93,4 @@ def load_processor(path, resize_backend="pil", lowercase=None):
         )
     image_processor = load_image_processor(folder, resize_backend, choices=choices) if has_images else None
     tokenizer = load_tokenizer(folder, lowercase=lowercase, choices=choices) if has_tokenizer else None
-    return Processor(tokenizer, image_processor)
+    return Processor(tokenizer, image_processor, folder=folder)

@@ -53,7 +53,7 @@ def denormalize(pixels, config):  # [C, h, w] float -> [h, w, C] uint8
 def model_view(processor, image, patch_size, max_num_patches=None):
     """(rgb [3, H, W] as loaded, the processor's batch for it, resized image [h, w, 3] uint8, facts)."""
     rgb = to_rgb(image)  # [3, H, W]; a path is opened as the processor opens it (EXIF applied)
-    batch = processor.image_processor(rgb, **image_options(max_num_patches))
+    batch = processor.require_image_processor()(rgb, **image_options(max_num_patches))
     pixels = batch["pixel_values"][0]
     config = processor.image_processor.config
     if "spatial_shapes" in batch:  # NaFlex: [N, P] patches back to [C, gh p, gw p]

@@ -88,11 +88,11 @@ def image_batches(processor, images, batch_size=IMAGE_BATCH, max_num_patches=Non
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    options = image_options(max_num_patches)
+    options, image_processor = image_options(max_num_patches), processor.require_image_processor()
     indices, items = [], []
     for i, image in enumerate(images):
         try:
-            items.append(processor.image_processor(image, **options))
+            items.append(image_processor(image, **options))
         except SKIPPABLE as e:
             if on_error is None:
                 raise
