@@ -133,7 +133,7 @@ def fixres_copy(tmp_path):
 @pytest.mark.parametrize(
     "content, words",
     [
-        (b"\xff\xfe{}", ["config.json", "not valid JSON"]),
+        (b"\xff\xfe{}", ["config.json", "not UTF-8", "0xff"]),
         (b'{"model_type": "siglip2",', ["config.json", "not valid JSON"]),
         (b"[" * 100000 + b"]" * 100000, ["config.json", "not valid JSON"]),
         (b'{"model_type": "siglip2", "vision_config": {"layer_norm_eps": NaN}}', ["layer_norm_eps", "finite"]),
@@ -217,7 +217,7 @@ def test_bad_preprocessor_errors_are_config_errors():
 
 @pytest.mark.parametrize(
     "content, words",
-    [(b"{", ["not valid JSON"]), (b"\xff", ["not valid JSON"]), (b"[1, 2]", ["expected a JSON object", "list"])],
+    [(b"{", ["not valid JSON"]), (b"\xff", ["not UTF-8", "offset 0"]), (b"[1, 2]", ["expected a JSON object", "list"])],
     ids=["truncated", "not-utf8", "a-list"],
 )
 def test_bad_preprocessor_file(naflex_copy, content, words):

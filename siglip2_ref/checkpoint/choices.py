@@ -21,11 +21,11 @@ Mirrors (transformers 5.24, sentencepiece not installed, as here):
   AutoModel: MODEL_MAPPING_NAMES[config.json's model_type].
 """
 
-import json
 import os
 from dataclasses import dataclass, field
 
-from .config import MODEL_TYPES, json_kind
+from .config import MODEL_TYPES
+from .jsonfile import json_kind, read_json_object
 
 LOWERCASING_TOKENIZERS = ("Siglip2Tokenizer",)  # Siglip2Tokenizer = Gemma tokenizer + a Lowercase normalizer
 TOKENIZER_CLASSES = ("GemmaTokenizer", "Siglip2Tokenizer", "TokenizersBackend")  # the classes our Tokenizer mirrors
@@ -82,13 +82,7 @@ def _read(folder, name):
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise FolderChoiceError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise FolderChoiceError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    data = read_json_object(path, FolderChoiceError)
     _check_class_names(data, path)
     nested = data.get("image_processor")
     if name == "processor_config.json" and nested is not None:

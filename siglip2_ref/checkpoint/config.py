@@ -6,10 +6,11 @@ Missing fields take the defaults of transformers' `SiglipTextConfig`, `SiglipVis
 before any weight is read.
 """
 
-import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from .jsonfile import json_kind, read_json_object
 
 # model_type -> (variant, which towers the checkpoint holds)
 MODEL_TYPES = {
@@ -26,14 +27,6 @@ ACTIVATIONS = (*GELU_TANH_NAMES, "gelu", "quick_gelu", "relu")  # every hidden_a
 
 class ConfigError(ValueError):
     """A config.json that cannot describe a SigLIP / SigLIP 2 model."""
-
-
-def json_kind(value):
-    """How a parsed JSON value reads in an error message: `list [1, 2]`, `string 'x'`, ..."""
-    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "integer", float: "number"}
-    kind = "null" if value is None else names.get(type(value), type(value).__name__)
-    text = repr(value)
-    return f"{kind} {text[:60] + '...' if len(text) > 60 else text}"
 
 
 def json_object(value, where):
@@ -246,8 +239,4 @@ def load_config(folder):
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise ConfigError(f"{path}: not found; a checkpoint folder needs config.json")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from e
-    return parse_config(raw, str(path))
+    return parse_config(read_json_object(path, ConfigError), str(path))

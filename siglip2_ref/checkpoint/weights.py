@@ -24,6 +24,7 @@ STORAGE_DTYPES = {
     "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
     "F8_E5M2": "u1", "F8_E4M3": "u1", "F8_E8M0": "u1", "F8_E4M3FNUZ": "u1", "F8_E5M2FNUZ": "u1",
 }  # fmt: skip
+FLOAT_STORAGE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}  # what weights may be stored as
 SUB_BYTE_DTYPES = ("F4", "F6_E2M3", "F6_E3M2")  # valid safetensors dtypes with no NumPy storage: refused here
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -347,7 +348,7 @@ def check_tensors(tensors, expected, folder):
     unexpected = sorted(present - set(expected))
     wrong = [f"{k}: stored {tuple(tensors[k][0].shape)}, config implies {expected[k]}"
              for k in sorted(present & set(expected)) if tuple(tensors[k][0].shape) != expected[k]]  # fmt: skip
-    not_float = [f"{k}: {tensors[k][1]}" for k in sorted(present & set(expected)) if tensors[k][1] not in ("F64", "F32", "F16", "BF16")]
+    not_float = [f"{k}: {tensors[k][1]}" for k in sorted(present & set(expected)) if tensors[k][1] not in FLOAT_STORAGE_NAMES]
     if not (missing or unexpected or wrong or not_float):
         return
     lines = [f"{folder}: the weights do not match config.json"]

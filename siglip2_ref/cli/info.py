@@ -1,8 +1,9 @@
 """`siglip2-ref info`: the facts of a checkpoint (sizes, parameters, dtypes, tokenizer, image processor)."""
 
 import json
-from pathlib import Path
 
+from ..checkpoint.weights import FLOAT_STORAGE_NAMES
+from ..preprocess.resize import RESAMPLE_NAMES
 from .options import EXIT_OK, checkpoint_folder, load, plural
 
 NAME = "info"
@@ -59,7 +60,7 @@ def model_facts(model, processor, folder, args):
 
         scale, bias = (float(np.asarray(params[k]).reshape(-1)[0]) for k in ("logit_scale", "logit_bias"))
         facts["logits"] = {"logit_scale": scale, "exp_logit_scale": float(np.exp(scale)), "logit_bias": bias}
-    facts["tokenizer"] = tokenizer_facts(processor, folder)
+    facts["tokenizer"] = tokenizer_facts(processor)
     if processor.image_processor is not None:  # None: a folder without preprocessor_config.json (text only)
         facts["image_processor"] = dict(processor.image_processor.config, resize_backend=getattr(args, "resize_backend", "pil"))
     else:
@@ -67,14 +68,12 @@ def model_facts(model, processor, folder, args):
     return facts
 
 
-def tokenizer_facts(processor, folder):
-    """Tokenizer class, vocabulary and text rules, from the loaded tokenizer and tokenizer_config.json."""
+def tokenizer_facts(processor):
+    """Tokenizer class (as transformers' AutoTokenizer picks it for the folder), vocabulary and text rules."""
     tok = processor.tokenizer
     facts = {}
-    config = Path(folder) / "tokenizer_config.json"
-    if config.is_file():
-        raw = json.loads(config.read_text(encoding="utf-8"))
-        facts["tokenizer_class"] = raw.get("tokenizer_class")
+    if processor.choices is not None and processor.choices.tokenizer_class:
+        facts["tokenizer_class"] = processor.choices.tokenizer_class
     for name in ("vocab_size", "lowercase", "pad_token_id", "eos_token_id"):
         value = getattr(tok, name, None)
         if value is not None and not callable(value):
@@ -92,12 +91,6 @@ def run(args):
     for line in info_lines(facts):
         print(line)
     return EXIT_OK
-
-
-STORAGE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
-
-
-RESAMPLE = {2: "bilinear", 3: "bicubic", 0: "nearest", 1: "lanczos"}
 
 
 def info_lines(f):
@@ -121,7 +114,7 @@ def info_lines(f):
     parts = [f"{name.replace('_model', '')} {count:,}" for name, count in p.items()]
     lines.append(f"parameters    {total:,} = " + " + ".join(parts) + (" + logit scale and bias 2" if "logits" in f else ""))
     w = f["weights"]
-    stored = ", ".join(f"{STORAGE_NAMES.get(tag, tag)} x{n} tensors" for tag, n in w["stored_as"].items())
+    stored = ", ".join(f"{FLOAT_STORAGE_NAMES.get(tag, tag)} x{n} tensors" for tag, n in w["stored_as"].items())
     lines.append(f"weights       {w['bytes'] / 1e6:,.1f} MB on disk ({stored}); computing in {w['compute_dtype']} on {w['backend']}")
     if "logits" in f:
         g = f["logits"]
@@ -148,6 +141,6 @@ def image_processor_line(c, variant):
         size = f"NaFlex, up to {c.get('max_num_patches')} patches of {c.get('patch_size')} px, aspect ratio kept"
     else:
         size = f"resized to {c['size']['width']}x{c['size']['height']}" if isinstance(c.get("size"), dict) else "FixRes"
-    resample = RESAMPLE.get(c.get("resample"), c.get("resample"))
+    resample = RESAMPLE_NAMES.get(c.get("resample"), c.get("resample"))
     return (f"{size}; {resample} resize ({c.get('resize_backend')} numerics), pixels * {c.get('rescale_factor', 0):.6g}, "
             f"mean {c.get('image_mean')}, std {c.get('image_std')}")  # fmt: skip

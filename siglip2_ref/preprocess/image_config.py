@@ -10,11 +10,11 @@ the value came from one), the key, and what was expected. Two limits keep memory
   [H, N, N] float32: 64 MiB per head at N = 4096 (official checkpoints use 256 to 1024).
 """
 
-import json
 import math
 import os
 
-from ..checkpoint.config import ConfigError, json_kind
+from ..checkpoint.config import ConfigError
+from ..checkpoint.jsonfile import json_kind, read_json_object
 from .resize import RESAMPLE_NAMES
 
 FIXRES_DEFAULTS = {  # SiglipImageProcessor class defaults (Hub configs override resample with 2 = bilinear)
@@ -48,14 +48,7 @@ def read_preprocessor_config(path):
     file = os.path.join(path, "preprocessor_config.json") if os.path.isdir(path) else path
     if not os.path.isfile(file):
         raise FileNotFoundError(f"{file}: preprocessor_config.json not found")
-    try:
-        with open(file, encoding="utf-8") as f:
-            raw = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ImageConfigError(f"{file}: not valid JSON ({e})") from e
-    if not isinstance(raw, dict):
-        raise ImageConfigError(f"{file}: expected a JSON object of image processor settings, got {json_kind(raw)}")
-    return raw
+    return read_json_object(file, ImageConfigError, "image processor settings")
 
 
 def detect_variant(preprocessor_config, model_type=None):

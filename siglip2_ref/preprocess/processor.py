@@ -22,11 +22,12 @@ TEXT_KEYS = ("padding", "max_length", "truncation", "pad_to_multiple_of", "add_s
 class Processor:
     """Tokenizer + image processor behind one call. Mirrors: SiglipProcessor / Siglip2Processor."""
 
-    def __init__(self, tokenizer, image_processor, text_defaults=None, folder=None):
+    def __init__(self, tokenizer, image_processor, text_defaults=None, folder=None, choices=None):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.text_defaults = dict(TEXT_DEFAULTS if text_defaults is None else text_defaults)
         self.folder = folder  # the checkpoint folder it was loaded from, for error messages
+        self.choices = choices  # the FolderChoices it was built from (which classes transformers would pick), or None
 
     def require_image_processor(self):
         """The image processor, or one clear error naming the folder and the missing file (images need it)."""
@@ -93,4 +94,4 @@ def load_processor(path, resize_backend="pil", lowercase=None):
         )
     image_processor = load_image_processor(folder, resize_backend, choices=choices) if has_images else None
     tokenizer = load_tokenizer(folder, lowercase=lowercase, choices=choices) if has_tokenizer else None
-    return Processor(tokenizer, image_processor, folder=folder)
+    return Processor(tokenizer, image_processor, folder=folder, choices=choices)

@@ -4,10 +4,10 @@ The message names the file, the key and what was expected, so a damaged or hand-
 load time instead of as a KeyError deep in the tokenizer or as silently different ids.
 """
 
-import json
 import math
 import os
 
+from ...checkpoint import jsonfile
 from ...checkpoint.config import ConfigError
 
 FLAGS = ("special", "lstrip", "rstrip", "single_word", "normalized")
@@ -29,18 +29,7 @@ def read_json(path, default=None):
     """Parsed JSON, `default` when the file is absent; a TokenizerFileError when it is not UTF-8 JSON."""
     if not os.path.isfile(path):
         return default
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        fail(path, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); expected a JSON file")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        fail(path, f"not valid JSON ({e})")
-    except RecursionError:
-        fail(path, "JSON nested too deeply")
+    return jsonfile.read_json(path, TokenizerFileError, f"{os.path.basename(path)} ({path})")
 
 
 def is_int(value):

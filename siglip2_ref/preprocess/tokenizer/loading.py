@@ -2,6 +2,7 @@
 
 import os
 
+from ...checkpoint.choices import decide
 from .added_tokens import AddedToken
 from .files import check_special_tokens_map, check_tokenizer_config, check_tokenizer_json, read_json
 from .tokenizer import NAMED_SPECIAL, Tokenizer
@@ -55,8 +56,6 @@ def read_vocab(tok_json):
 
 def read_variant(folder):
     """"naflex" / "fixres" / None for a folder, as decided by siglip2_ref.checkpoint.choices (kept for callers)."""
-    from ...checkpoint.choices import decide
-
     return decide(folder).variant
 
 
@@ -85,8 +84,6 @@ def load_tokenizer(path, lowercase=None, variant=None, choices=None):
         lowercase = variant == "naflex"
     if lowercase is None:
         if choices is None:
-            from ...checkpoint.choices import decide
-
             choices = decide(path)
         lowercase = choices.require("tokenizer").lowercase
     tok_json = check_tokenizer_json(json_file, read_json(json_file))
