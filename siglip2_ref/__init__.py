@@ -1,12 +1,10 @@
 """siglip2-ref: a readable NumPy reference implementation of SigLIP 2 (FixRes and NaFlex), matching transformers."""
 
 from .backend import to_numpy
-from .checkpoint.config import ConfigError
-from .model.model import Model, NonFiniteError, load_model
-from .tasks.pipelines import embed_images, embed_texts, rank_images, rank_texts, search, zero_shot
+from .errors import CheckpointError, ConfigError, InputError, NonFiniteError
+from .model.model import Model, load_model
 from .preprocess.processor import Processor, load_processor
-from .model.vision import InputError
-from .checkpoint.weights import CheckpointError
+from .tasks.pipelines import embed_images, embed_texts, rank_images, rank_texts, search, zero_shot
 
 __version__ = "0.1.0"
 __all__ = [

@@ -29,6 +29,27 @@ def test_model_math_imports_no_preprocessing_tools_or_command_line():
             assert not {layout.group(t) for t in targets} & {"preprocess", "tasks", "porting", "cli", "bench"}, name
 
 
+# Subpackages from the bottom up: each imports only from layers below it (the package root re-exports, and
+# gives its __version__ to everyone, so it is left out).
+LAYERS = ({"errors", "backend"}, {"checkpoint"}, {"model", "preprocess", "demo"}, {"tasks", "porting"},
+          {"cli", "bench"}, {"__main__"})  # fmt: skip
+
+
+def layer_of(group):
+    return next(i for i, groups in enumerate(LAYERS) if group in groups)
+
+
+def test_each_subpackage_imports_only_from_layers_below_it():
+    for a, b in layout.group_edges(layout.import_graph()):
+        if b != "siglip2_ref":
+            assert layer_of(b) < layer_of(a), f"{a} imports {b}, which is not below it"
+
+
+def test_every_subpackage_has_a_layer():
+    groups = {layout.group(name) for name in layout.modules()} - {"siglip2_ref"}
+    assert all(any(g in layer for layer in LAYERS) for g in groups), groups
+
+
 def test_long_modules_say_why():
     for name, path in layout.modules().items():
         lines = path.read_text()

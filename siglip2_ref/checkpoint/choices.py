@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from .config import MODEL_TYPES
 from .jsonfile import json_kind, read_json_object
+from ..errors import FolderChoiceError
 
 LOWERCASING_TOKENIZERS = ("Siglip2Tokenizer",)  # Siglip2Tokenizer = Gemma tokenizer + a Lowercase normalizer
 TOKENIZER_CLASSES = ("GemmaTokenizer", "Siglip2Tokenizer", "TokenizersBackend")  # the classes our Tokenizer mirrors
@@ -39,10 +40,6 @@ MODEL_CLASS_FOR_MODEL_TYPE = {  # MODEL_MAPPING_NAMES; the text-only types have 
 }
 FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
 CLASS_NAME_KEYS = ("model_type", "tokenizer_class", "image_processor_type", "feature_extractor_type", "processor_class")
-
-
-class FolderChoiceError(ValueError):
-    """transformers would raise for this component of the folder; the message names the files."""
 
 
 @dataclass(frozen=True)

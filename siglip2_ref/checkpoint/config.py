@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .jsonfile import json_kind, read_json_object
+from ..errors import ConfigError
 
 # model_type -> (variant, which towers the checkpoint holds)
 MODEL_TYPES = {
@@ -23,10 +24,6 @@ MODEL_TYPES = {
 }
 GELU_TANH_NAMES = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")  # transformers' names for the tanh approximation
 ACTIVATIONS = (*GELU_TANH_NAMES, "gelu", "quick_gelu", "relu")  # every hidden_act this package computes
-
-
-class ConfigError(ValueError):
-    """A config.json that cannot describe a SigLIP / SigLIP 2 model."""
 
 
 def json_object(value, where):

@@ -2,10 +2,7 @@
 
 import os
 from pathlib import Path
-
-
-class CheckpointNotFound(FileNotFoundError):
-    """Neither a folder nor a hub id present in the local cache."""
+from ..errors import CheckpointNotFound
 
 
 def hub_cache_dirs():

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
+from ..errors import CheckpointError
 
 # safetensors dtype -> NumPy storage dtype (bfloat16 is stored as its upper 16 bits, float8 as raw bytes)
 STORAGE_DTYPES = {
@@ -33,10 +34,6 @@ MAX_HEADER_BYTES = 100 * 2**20
 MAX_USIZE = 2**64 - 1  # shapes and offsets are unsigned 64-bit integers in the format
 INDEX_NAME = "model.safetensors.index.json"
 TENSOR_FIELDS = ("dtype", "shape", "data_offsets")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder or weight file that cannot be loaded as the config describes."""
 
 
 class _BadJSON(ValueError):

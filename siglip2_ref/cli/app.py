@@ -17,11 +17,7 @@ import sys
 import traceback
 
 from .. import __version__
-from ..checkpoint.config import ConfigError
-from ..checkpoint.folder import CheckpointNotFound
-from ..checkpoint.weights import CheckpointError
-from ..model.vision import InputError
-from ..preprocess.images import ImageInputError
+from ..errors import CheckpointError, CheckpointNotFound, ConfigError, ImageInputError, InputError
 from . import attention, classify, compare, dump, embed, export_goldens, info, patches, search
 from .options import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, PROG, CommandError, UsageError, add_global_options,
                       add_model_options)

@@ -4,7 +4,7 @@ import json
 import os
 import sys
 
-from ..model.vision import InputError
+from ..errors import InputError
 from .options import (EXIT_OK, EXIT_RUNTIME, IMAGE_SUFFIXES, PROG, UsageError, check_files_exist,
                       demo_image, load, positive_int, read_text_file, score_text)
 

@@ -8,7 +8,7 @@ Shape alphabet: docs/shapes.md (I images, T texts, B batch, N sequence, D width)
 """
 
 from ..backend import get_xp
-from .vision import InputError
+from ..errors import InputError
 
 
 def l2_normalize(x):  # [B, D] -> [B, D]

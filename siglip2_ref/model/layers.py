@@ -114,14 +114,15 @@ def encoder_layer(x, bias, layer, cfg):  # [B, N, D] -> [B, N, D], [B, H, N, N]
     return x, weights
 
 
-def encoder(x, bias, layers, cfg, keep_hidden=False, keep_attentions=False):  # [B, N, D] -> [B, N, D], tuples
+def encoder(x, bias, layers, cfg, keep_hidden=False, keep_attentions=False, block=encoder_layer):  # [B, N, D] -> [B, N, D], tuples
     """The stack of encoder layers, optionally keeping each layer's output and attention weights.
 
     hidden_states[0] is the embeddings output, hidden_states[i + 1] the output of layer i (transformers' tuple).
+    `block` computes one layer (`encoder_layer`; porting/emulate.py passes a rounding one).
     """
     hidden_states, attentions = [x], []
     for layer in layers:
-        x, weights = encoder_layer(x, bias, layer, cfg)
+        x, weights = block(x, bias, layer, cfg)
         if keep_hidden:
             hidden_states.append(x)
         if keep_attentions:

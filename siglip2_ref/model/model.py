@@ -14,8 +14,9 @@ from .fast import FastEncoder
 from .head import l2_normalize, masked_mean, sigmoid_loss, similarity_logits
 from .layers import encoder
 from .text import text_model
-from .vision import InputError, vision_model
+from .vision import vision_model
 from ..checkpoint.weights import load_params
+from ..errors import InputError, NonFiniteError
 
 # ---------------------------------------------------------------- output objects (transformers' field names)
 
@@ -175,10 +176,6 @@ def check_image_inputs(cfg, pixel_values, pixel_attention_mask, spatial_shapes, 
 # ---------------------------------------------------------------- non-finite outputs (damaged weights) are refused
 
 
-class NonFiniteError(InputError):
-    """A forward produced NaN or inf: the message names the first stage (and weight) where it appeared."""
-
-
 TOWER_ORDER = {"vision": ("patch_embeds", "position_embeddings", "hidden_states", "last_hidden_state", "pooler_output"),
                "text": ("embeddings", "hidden_states", "last_hidden_state", "pooler_output")}  # fmt: skip
 
@@ -237,6 +234,11 @@ class Model:
         self.config, self.params, self.backend, self.dtype, self.path = config, params, backend, dtype, path
         self.xp = backend_module(backend)
         self.run_encoder = run_encoder  # layers.encoder, or a faster drop-in with the same signature
+
+    @property
+    def emulation(self):
+        """The reduced-precision emulation its encoder rounds with (porting/emulate.py), or None."""
+        return getattr(self.run_encoder, "emulation", None)
 
     def __repr__(self):
         return f"Model({self.config.architecture or self.config.model_type}, variant={self.config.variant}, backend={self.backend}, dtype={self.dtype}, path={self.path})"

@@ -7,10 +7,7 @@ K head dim, F MLP width.
 
 from ..backend import get_xp
 from .layers import attention, encoder, key_padding_bias, layer_norm, linear, merge_heads, mlp, split_heads
-
-
-class InputError(ValueError):
-    """Model inputs whose shapes or values do not fit the model."""
+from ..errors import InputError
 
 
 # ---------------------------------------------------------------- FixRes: Conv2d stem, learned G x G table
@@ -122,7 +119,7 @@ def naflex_position_embeddings(table, spatial_shapes, max_length, method="antial
     or "bicubic" (timm); docs/conventions.md.
     """
     xp = get_xp(table)
-    G, D = int(round(table.shape[0] ** 0.5)), table.shape[1]
+    G = int(round(table.shape[0] ** 0.5))  # table [G*G, D]
     dtype = xp.float64 if table.dtype == xp.float64 else xp.float32
     h, w = spatial_shapes[:, 0], spatial_shapes[:, 1]  # [B]
     if method not in POSITION_RESIZE:

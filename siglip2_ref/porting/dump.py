@@ -16,15 +16,13 @@ import numpy as np
 
 from .. import __version__
 from ..backend import to_numpy
+from ..checkpoint.jsonfile import read_json_object
 from .conventions import DEFAULT, parse_conventions, preprocess
 from .stages import pipeline_order, run_stages
+from ..errors import ConfigError, DumpError
 
 FORMAT, FORMAT_VERSION = "siglip2-ref-dump", 1
 INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "pixel_attention_mask", "spatial_shapes")
-
-
-class DumpError(ValueError):
-    """A file that is not a readable stage dump, or two dumps that cannot be compared."""
 
 
 def sha256_file(path, chunk=1 << 24):
@@ -44,7 +42,7 @@ def checkpoint_facts(model):
     if model.path is None:
         return {"path": None, "config": None, "sha256": {}}
     folder = Path(model.path)
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
+    config = read_json_object(folder / "config.json", ConfigError) if (folder / "config.json").is_file() else None
     files = sorted(folder.glob("*.safetensors"))
     return {"path": str(folder), "config": config, "sha256": {f.name: sha256_file(f) for f in files}}
 
@@ -92,7 +90,7 @@ def make_dump(model, processor=None, images=None, texts=None, arrays=None, conve
                               attentions=attentions, position_resize=conventions.position_resize)  # fmt: skip
     stages |= {k: np.asarray(to_numpy(v)) for k, v in model_stages.items()}
     call = {"interpolate_pos_encoding": interpolate_pos_encoding, "return_loss": return_loss, "attentions": attentions}
-    emulation = getattr(model, "emulation", None)
+    emulation = model.emulation
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "producer": f"siglip2-ref {__version__}",
         "model": checkpoint_facts(model), "variant": model.config.variant,

@@ -17,10 +17,11 @@ Shape alphabet: B batch, N sequence, D width, H heads, K head dim.
 """
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from ..model.layers import ACTIVATIONS, layer_norm, linear, merge_heads, softmax, split_heads
+from ..model.layers import ACTIVATIONS, encoder, layer_norm, linear, merge_heads, softmax, split_heads
 from ..model.model import Model, tree_map
 
 FORMATS = ("float16", "bfloat16")
@@ -102,13 +103,8 @@ class EmulatedEncoder:
 
     def __call__(self, x, bias, layers, cfg, keep_hidden=False, keep_attentions=False):
         act, score = self.emulation.rounder("activations"), self.emulation.rounder("scores")
-        x = act(x)
-        hidden_states, attentions = [x], []
-        for layer in layers:
-            x, weights = emulated_layer(x, bias, layer, cfg, act, score)
-            hidden_states.append(x)
-            attentions.append(weights)
-        return x, (tuple(hidden_states) if keep_hidden else None), (tuple(attentions) if keep_attentions else None)
+        block = partial(emulated_layer, act=act, score=score)
+        return encoder(act(x), bias, layers, cfg, keep_hidden, keep_attentions, block)
 
 
 def emulated_model(model, emulation):
@@ -117,6 +113,4 @@ def emulated_model(model, emulation):
     if model.dtype != "float32" or model.xp is not np:
         raise ValueError(f"emulation runs the float32 NumPy path; load the model with dtype='float32' (got {model.dtype}, {model.backend})")
     params = tree_map(emulation.rounder("weights"), model.params)
-    emulated = Model(model.config, params, model.backend, model.dtype, model.path, EmulatedEncoder(emulation))
-    emulated.emulation = emulation
-    return emulated
+    return Model(model.config, params, model.backend, model.dtype, model.path, EmulatedEncoder(emulation))

@@ -13,9 +13,9 @@ the value came from one), the key, and what was expected. Two limits keep memory
 import math
 import os
 
-from ..checkpoint.config import ConfigError
 from ..checkpoint.jsonfile import json_kind, read_json_object
 from .resize import RESAMPLE_NAMES
+from ..errors import ImageConfigError, ImageConfigTypeError
 
 FIXRES_DEFAULTS = {  # SiglipImageProcessor class defaults (Hub configs override resample with 2 = bilinear)
     "do_resize": True, "size": {"height": 224, "width": 224}, "resample": 3, "do_rescale": True,
@@ -28,14 +28,6 @@ NAFLEX_DEFAULTS = {  # Siglip2ImageProcessor class defaults (= the Hub configs)
 FLAGS = ("do_resize", "do_rescale", "do_normalize")
 MAX_RESIZED_PIXELS = 1 << 24
 MAX_NUM_PATCHES = 4096
-
-
-class ImageConfigError(ConfigError):
-    """A preprocessor setting the image processors cannot honour (from preprocessor_config.json or a keyword)."""
-
-
-class ImageConfigTypeError(ImageConfigError, TypeError):
-    """A preprocessor setting of the wrong JSON type (also a TypeError, as Python's own type errors)."""
 
 
 def defaults(variant):

@@ -21,22 +21,11 @@ from PIL import Image, ImageOps
 from ..checkpoint.config import json_object
 from .image_config import detect_variant, merged_config, read_preprocessor_config
 from .resize import resize, resize_float_torchvision
+from ..errors import ImageFileError, ImageInputError, ImageTooLargeError
 
 RESIZE_BACKENDS = ("pil", "torchvision")
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
-class ImageInputError(ValueError):
-    """An image that cannot be preprocessed: empty, NaN, out of range, unsupported mode or shape."""
-
-
-class ImageFileError(ImageInputError):
-    """A path that does not hold a readable image (missing, truncated, not an image)."""
-
-
-class ImageTooLargeError(ImageInputError):
-    """An image file larger than Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..backend import to_numpy
 from ..preprocess.images import to_rgb, unpatchify
 from .pipelines import image_options
-from ..model.vision import InputError
+from ..errors import InputError
 
 GRID_COLOUR = (255, 255, 0, 150)  # patch boundaries, semi-transparent yellow
 REAL_COLOUR = (70, 130, 230)

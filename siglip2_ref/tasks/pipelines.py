@@ -18,10 +18,9 @@ import string
 import numpy as np
 
 from ..backend import to_numpy
-from ..preprocess.images import ImageInputError
+from ..errors import ImageInputError, InputError
 from ..model.head import l2_normalize, sigmoid, similarity_logits
 from ..model.model import check_finite_logits
-from ..model.vision import InputError
 
 DEFAULT_TEMPLATE = "This is a photo of {}."  # transformers' ZeroShotImageClassificationPipeline default
 IMAGE_BATCH = 16  # images per forward: NaFlex attention is [B, H, N, N], ~100 MB for B/16 at 256 patches

@@ -8,13 +8,9 @@ import math
 import os
 
 from ...checkpoint import jsonfile
-from ...checkpoint.config import ConfigError
+from ...errors import TokenizerFileError
 
 FLAGS = ("special", "lstrip", "rstrip", "single_word", "normalized")
-
-
-class TokenizerFileError(ConfigError):
-    """A tokenizer file (tokenizer.model, tokenizer.json, tokenizer_config.json, ...) that cannot be read."""
 
 
 def fail(path, message):

@@ -2,13 +2,9 @@
 
 import re
 
-from ...model.vision import InputError
+from ...errors import TextEncodingError
 
 SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class TextEncodingError(InputError, TypeError):
-    """A str holding a lone surrogate. `tokenizers` raises TypeError on it, so this is both that and an InputError."""
 
 
 def check_encodable(text, what):
