@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from siglip2_ref.porting import conventions
+from siglip2_ref.preprocess import images as images_module
 from siglip2_ref.model import model as model_module
 from siglip2_ref.porting import stages as stages_module
 from siglip2_ref.model import text as text_module
@@ -92,7 +93,7 @@ def mask_on_the_right(patches, n_max):  # left-aligned patches, but the mask mar
 
 PAD_PATCHES = conventions.pad_patches
 PATCHIFY = conventions.patchify
-BATCH_INPUTS = conventions.batch_inputs
+BATCH_INPUTS = conventions.stack_steps
 TOKENIZE = conventions.tokenize
 TO_RGB = conventions.to_rgb
 TEXT_EMBEDDINGS = text_module.text_embeddings
@@ -165,12 +166,12 @@ FAULTS = [
     ("text.last_hidden_state", "final norm without its bias", dict(patch=[(text_module, "layer_norm", final_norm_without_bias)])),
     ("text.pooled_token", "pooling the first position", dict(pool_first=True)),
     ("text.pooler_output", "text head without bias", dict(params=head_without_bias)),
-    ("image.rgb.0", "alpha dropped instead of composited onto white", dict(patch=[(conventions, "to_rgb", alpha_dropped)])),
-    ("image.resized.0", "bilinear resize without antialiasing", dict(patch=[(conventions, "resize_any", plain_bilinear)])),
+    ("image.rgb.0", "alpha dropped instead of composited onto white", dict(patch=[(images_module, "to_rgb", alpha_dropped)])),
+    ("image.resized.0", "bilinear resize without antialiasing", dict(patch=[(images_module, "resize_any", plain_bilinear)])),
     ("image.normalized.0", "ImageNet mean/std instead of 0.5/0.5", dict(imagenet=True)),
-    ("vision.pixel_values", "patches flattened (c, py, px)", dict(patch=[(conventions, "patchify", channels_first_patches)])),
-    ("vision.pixel_attention_mask", "mask marks the wrong slots", dict(patch=[(conventions, "pad_patches", mask_on_the_right)])),
-    ("vision.spatial_shapes", "(w, h) instead of (h, w)", dict(patch=[(conventions, "batch_inputs", swapped_shapes)])),
+    ("vision.pixel_values", "patches flattened (c, py, px)", dict(patch=[(images_module, "patchify", channels_first_patches)])),
+    ("vision.pixel_attention_mask", "mask marks the wrong slots", dict(patch=[(images_module, "pad_patches", mask_on_the_right)])),
+    ("vision.spatial_shapes", "(w, h) instead of (h, w)", dict(patch=[(conventions, "stack_steps", swapped_shapes)])),
     ("vision.patch_embeds", "patch embedding without bias", dict(params=patch_embedding_without_bias)),
     ("vision.position_embeddings", "bicubic position resize (timm)", dict(conv="position_resize=bicubic")),
     ("vision.attentions.0", "padding mask not applied", dict(image_mask=False)),

@@ -22,14 +22,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ..preprocess.images import (
-    get_image_size_for_max_num_patches,
-    pad_patches,
-    patchify,
-    rescale_and_normalize,
-    resize_any,
-    to_rgb,
-)
+from ..preprocess.images import pad_patches, patchify, stack_steps, to_rgb
 from ..preprocess.resize import resize_float_torchvision
 from ..preprocess.tokenizer import lowercase_per_char
 
@@ -222,45 +215,30 @@ def image_size_for_sequence_float32(height, width, patch_size, max_patches, eps=
 def image_steps(image_processor, image, convention="pil", max_num_patches=None):
     """{"rgb", "resized", "normalized"} of one image, then "patches", "mask", "spatial_shape" for NaFlex.
 
-    "pil" / "torchvision" repeat the processor's own steps (same functions, same order: tests check equality).
+    "pil" / "torchvision" are the processor's own steps (`ImageProcessor.steps` with that resize back-end).
     "big_vision": FixRes = non-antialiased bilinear on uint8, truncated, then value_range; NaFlex = value_range
     first, then an antialiased float32 resize (so "normalized" is at the input size and "resized" is float).
     """
-    cfg = dict(image_processor.config)
-    if max_num_patches is not None:
-        cfg["max_num_patches"] = max_num_patches
-    backend = "pil" if convention == "big_vision" else convention
-    rgb = to_rgb(image, backend)
-    if convention == "big_vision" and rgb.dtype != np.uint8:
+    overrides = {} if max_num_patches is None else {"max_num_patches": max_num_patches}
+    if convention != "big_vision":
+        return image_processor.steps(image, convention, **overrides)
+    cfg = image_processor.settings(overrides)
+    rgb = to_rgb(image, "pil")
+    if rgb.dtype != np.uint8:
         raise ValueError("the big_vision convention starts from decoded uint8 images; got a float image array")
     if image_processor.variant == "fixres":
-        return fixres_steps(image_processor, rgb, cfg, convention)
-    return naflex_steps(image_processor, rgb, cfg, convention)
-
-
-def fixres_steps(image_processor, rgb, cfg, convention):
-    size = (cfg["size"]["height"], cfg["size"]["width"])
-    if convention == "big_vision":
-        resized = big_vision_fixres_resize(rgb, size)
+        resized = big_vision_fixres_resize(rgb, (cfg["size"]["height"], cfg["size"]["width"]))
         return {"rgb": rgb, "resized": resized, "normalized": value_range(resized)}
-    resized = resize_any(rgb, size, cfg["resample"], convention, image_processor.pass_order) if cfg["do_resize"] else rgb
-    return {"rgb": rgb, "resized": resized, "normalized": rescale_and_normalize(resized, cfg, convention)}
+    return big_vision_naflex_steps(rgb, cfg["patch_size"], cfg["max_num_patches"])
 
 
-def naflex_steps(image_processor, rgb, cfg, convention):
-    p, n_max = cfg["patch_size"], cfg["max_num_patches"]
-    if convention == "big_vision":
-        normalized = value_range(rgb)  # [C, H, W] float32
-        size = image_size_for_sequence_float32(rgb.shape[1], rgb.shape[2], p, n_max)
-        resized = resize_float_torchvision(normalized, size, "bilinear")  # antialiased triangle, float32
-        steps, pixels = {"rgb": rgb, "normalized": normalized, "resized": resized}, resized
-    else:
-        size = get_image_size_for_max_num_patches(rgb.shape[1], rgb.shape[2], p, n_max)
-        resized = resize_any(rgb, size, cfg["resample"], convention, image_processor.pass_order) if cfg["do_resize"] else rgb
-        pixels = rescale_and_normalize(resized, cfg, convention)
-        steps = {"rgb": rgb, "resized": resized, "normalized": pixels}
-    patches, mask = pad_patches(patchify(pixels, p), n_max)  # [N, P], [N]
-    return steps | {"patches": patches, "mask": mask, "spatial_shape": (pixels.shape[1] // p, pixels.shape[2] // p)}
+def big_vision_naflex_steps(rgb, p, n_max):  # [3, H, W] uint8 -> the steps of naflex_steps (images.py)
+    normalized = value_range(rgb)  # [C, H, W] float32
+    size = image_size_for_sequence_float32(rgb.shape[1], rgb.shape[2], p, n_max)
+    resized = resize_float_torchvision(normalized, size, "bilinear")  # antialiased triangle, float32
+    patches, mask = pad_patches(patchify(resized, p), n_max)  # [N, P], [N]
+    return {"rgb": rgb, "normalized": normalized, "resized": resized, "patches": patches, "mask": mask,
+            "spatial_shape": (resized.shape[1] // p, resized.shape[2] // p)}  # fmt: skip
 
 
 # ---------------------------------------------------------------- every preprocessing stage
@@ -281,18 +259,7 @@ def preprocess(processor, images=None, texts=None, conventions=DEFAULT, max_num_
         steps = [image_steps(image_processor, img, conventions.image_resize, max_num_patches) for img in images]
         for k, step in enumerate(steps):
             stages |= {f"image.{name}.{k}": step[name] for name in ("rgb", "resized", "normalized")}
-        image_inputs = batch_inputs(steps)
+        image_inputs = stack_steps(steps)
         stages |= {f"vision.{name}": value for name, value in image_inputs.items()}
         inputs |= image_inputs
     return stages, inputs
-
-
-def batch_inputs(steps):
-    """The model's image inputs from per-image steps (FixRes [I, C, h, w]; NaFlex patches, mask, shapes)."""
-    if "patches" not in steps[0]:
-        return {"pixel_values": np.stack([s["normalized"] for s in steps]).astype(np.float32)}
-    return {
-        "pixel_values": np.stack([s["patches"] for s in steps]).astype(np.float32),  # [I, N, P]
-        "pixel_attention_mask": np.stack([s["mask"] for s in steps]),  # [I, N] int32
-        "spatial_shapes": np.array([s["spatial_shape"] for s in steps], dtype=np.int64),  # [I, 2]
-    }

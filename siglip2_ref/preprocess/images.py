@@ -18,10 +18,11 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..checkpoint.choices import decide
 from ..checkpoint.config import json_object
+from ..errors import ImageFileError, ImageInputError, ImageTooLargeError
 from .image_config import detect_variant, merged_config, read_preprocessor_config
 from .resize import resize, resize_float_torchvision
-from ..errors import ImageFileError, ImageInputError, ImageTooLargeError
 
 RESIZE_BACKENDS = ("pil", "torchvision")
 
@@ -299,6 +300,44 @@ def pad_patches(patches, max_num_patches):  # [n, P] -> [N, P], mask [N] int32
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# One image, every step: what the processors run, and what porting/conventions.py names as stages
+
+
+def fixres_steps(rgb, cfg, backend, pass_order="pillow13"):  # [3, H, W] -> {"rgb", "resized", "normalized" [3, h, w] f32}
+    """Resize to the configured size (aspect ratio not kept), rescale, normalise."""
+    resized = rgb
+    if cfg["do_resize"]:
+        resized = resize_any(rgb, (cfg["size"]["height"], cfg["size"]["width"]), cfg["resample"], backend, pass_order)
+    return {"rgb": rgb, "resized": resized, "normalized": rescale_and_normalize(resized, cfg, backend)}
+
+
+def naflex_steps(rgb, cfg, backend, pass_order="pillow13"):  # [3, H, W] -> fixres' steps + [N, P], [N], (gh, gw)
+    """Resize to the patch budget, rescale, normalise, then "patches" (padded to max_num_patches), "mask", "spatial_shape"."""
+    p, n_max = cfg["patch_size"], cfg["max_num_patches"]
+    resized = rgb
+    if cfg["do_resize"]:
+        size = get_image_size_for_max_num_patches(rgb.shape[1], rgb.shape[2], p, n_max)
+        resized = resize_any(rgb, size, cfg["resample"], backend, pass_order)
+    elif rgb.shape[1] % p or rgb.shape[2] % p or (rgb.shape[1] // p) * (rgb.shape[2] // p) > n_max:
+        raise ImageInputError(f"do_resize=False needs a patch-aligned image within {n_max} patches, got {rgb.shape}")
+    pixels = rescale_and_normalize(resized, cfg, backend)  # [3, h, w]
+    patches, mask = pad_patches(patchify(pixels, p), n_max)  # [N, P], [N]
+    spatial_shape = (pixels.shape[1] // p, pixels.shape[2] // p)
+    return {"rgb": rgb, "resized": resized, "normalized": pixels, "patches": patches, "mask": mask, "spatial_shape": spatial_shape}
+
+
+def stack_steps(steps):
+    """The model's image inputs from per-image steps: FixRes pixel_values [B, C, h, w]; NaFlex patches, mask, shapes."""
+    if "patches" not in steps[0]:
+        return {"pixel_values": np.stack([s["normalized"] for s in steps]).astype(np.float32, copy=False)}  # [B, 3, h, w]
+    return {
+        "pixel_values": np.stack([s["patches"] for s in steps]).astype(np.float32, copy=False),  # [B, N, P]
+        "pixel_attention_mask": np.stack([s["mask"] for s in steps]),  # [B, N] int32
+        "spatial_shapes": np.array([s["spatial_shape"] for s in steps], dtype=np.int64),  # [B, 2]
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Processors
 
 
@@ -326,44 +365,32 @@ class ImageProcessor:
             return config[name]
         raise AttributeError(name)
 
+    def settings(self, overrides):
+        """The processor's settings with per-call `overrides` (only keys it knows), checked."""
+        unknown = set(overrides) - set(self.config)
+        if unknown:
+            raise TypeError(f"unexpected image processor option(s) {sorted(unknown)}; known: {sorted(self.config)}")
+        return merged_config(self.variant, {**self.config, **overrides})
+
+    def steps(self, image, backend=None, **overrides):
+        """Every step of one image by name ("rgb", "resized", "normalized", NaFlex: "patches", "mask", "spatial_shape").
+
+        `backend` ("pil" | "torchvision") overrides the processor's resize back-end for this call.
+        """
+        backend = backend or self.resize_backend
+        steps = fixres_steps if self.variant == "fixres" else naflex_steps
+        return steps(to_rgb(image, backend), self.settings(overrides), backend, self.pass_order)
+
     def __call__(self, images, return_tensors=None, **overrides):
         """Preprocess one image or a list; returns a dict of NumPy arrays with transformers' names."""
         if return_tensors not in (None, "np"):
             raise ValueError(f"return_tensors={return_tensors!r} is not supported; outputs are NumPy arrays")
-        unknown = set(overrides) - set(self.config)
-        if unknown:
-            raise TypeError(f"unexpected image processor option(s) {sorted(unknown)}; known: {sorted(self.config)}")
-        cfg = merged_config(self.variant, {**self.config, **overrides})
-        rgb = [to_rgb(img, self.resize_backend) for img in as_image_list(images)]
-        if self.variant == "fixres":
-            return {"pixel_values": np.stack([self.fixres_one(x, cfg) for x in rgb])}  # [I, 3, h, w]
-        outs = [self.naflex_one(x, cfg) for x in rgb]
-        return {
-            "pixel_values": np.stack([o[0] for o in outs]),  # [I, N, P] float32
-            "pixel_attention_mask": np.stack([o[1] for o in outs]),  # [I, N] int32
-            "spatial_shapes": np.array([o[2] for o in outs], dtype=np.int64),  # [I, 2]
-        }
+        cfg = self.settings(overrides)
+        steps = fixres_steps if self.variant == "fixres" else naflex_steps
+        return stack_steps([steps(to_rgb(img, self.resize_backend), cfg, self.resize_backend, self.pass_order)
+                            for img in as_image_list(images)])  # fmt: skip
 
     preprocess = __call__
-
-    def fixres_one(self, image, cfg):  # [3, H, W] -> [3, h, w] float32
-        """Resize to the configured size (aspect ratio not kept), rescale, normalise."""
-        if cfg["do_resize"]:
-            size = (cfg["size"]["height"], cfg["size"]["width"])
-            image = resize_any(image, size, cfg["resample"], self.resize_backend, self.pass_order)
-        return rescale_and_normalize(image, cfg, self.resize_backend)
-
-    def naflex_one(self, image, cfg):  # [3, H, W] -> ([N, P] float32, [N] int32, (gh, gw))
-        """Resize to the patch budget, rescale, normalise, patchify, pad to max_num_patches."""
-        p, n_max = cfg["patch_size"], cfg["max_num_patches"]
-        if cfg["do_resize"]:
-            size = get_image_size_for_max_num_patches(image.shape[1], image.shape[2], p, n_max)
-            image = resize_any(image, size, cfg["resample"], self.resize_backend, self.pass_order)
-        elif image.shape[1] % p or image.shape[2] % p or (image.shape[1] // p) * (image.shape[2] // p) > n_max:
-            raise ImageInputError(f"do_resize=False needs a patch-aligned image within {n_max} patches, got {image.shape}")
-        image = rescale_and_normalize(image, cfg, self.resize_backend)  # [3, h, w]
-        patches, mask = pad_patches(patchify(image, p), n_max)  # [N, P], [N]
-        return patches, mask, (image.shape[1] // p, image.shape[2] // p)
 
 
 def FixResImageProcessor(resize_backend="pil", **config):
@@ -388,8 +415,6 @@ def load_image_processor(path, resize_backend="pil", model_type=None, pass_order
     path = os.fspath(path)
     if os.path.isdir(path):
         if choices is None:
-            from ..checkpoint.choices import decide
-
             choices = decide(path)
         if model_type is None or choices.image_processor_file is None:
             choices.require("image_processor")
