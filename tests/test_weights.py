@@ -199,3 +199,21 @@ def test_hub_id_resolves_in_local_cache(tmp_path, monkeypatch):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123")
     assert s2.load_model("google/siglip2-tiny").path == repo / "snapshots" / "abc123"
+
+
+@pytest.mark.parametrize("variant", ["naflex", "fixres"])
+def test_synthetic_layout_and_expected_shapes_are_the_layout_transformers_wrote(variant):
+    """Both key lists (the test helper's and the loader's) against the header of a checkpoint transformers saved."""
+    from safetensors import safe_open
+
+    from siglip2_ref.checkpoint.config import load_config
+    from siglip2_ref.checkpoint.weights import expected_shapes
+
+    from .synthetic import GOLDEN_MODEL
+
+    folder = GOLDEN_MODEL / "checkpoints" / variant
+    with safe_open(folder / "model.safetensors", "np") as f:
+        written = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    config = json.loads((folder / "config.json").read_text())
+    assert tiny_shapes(config) == written
+    assert expected_shapes(load_config(folder)) == written

@@ -291,6 +291,13 @@ class Model:
     def __call__(self, input_ids=None, pixel_values=None, attention_mask=None, pixel_attention_mask=None,
                  spatial_shapes=None, position_ids=None, return_loss=False, interpolate_pos_encoding=False,
                  output_hidden_states=False, output_attentions=False):  # fmt: skip
+        """The checkpoint's forward, as transformers' model class for it.
+
+        Two towers: input_ids [T, N] and pixel_values ([I, C, S, S] FixRes; [I, N, P] + pixel_attention_mask [I, N]
+        + spatial_shapes [I, 2] NaFlex) -> SiglipOutput with image_embeds [I, D], text_embeds [T, D] (L2-normalised),
+        logits_per_image [I, T], logits_per_text [T, I], loss (return_loss=True, matching pairs) and each tower's
+        output. One tower (a *VisionModel / *TextModel checkpoint): that tower's output. A classifier: logits [I, L].
+        """
         keep = dict(keep_hidden=bool(output_hidden_states), keep_attentions=bool(output_attentions))
         vision = text = None
         if pixel_values is not None:
@@ -300,7 +307,7 @@ class Model:
             args = (input_ids, attention_mask, position_ids)
             text = self._finite_tower("text", self.text_forward(*args, **keep), args)
         if self.config.is_classifier:
-            return self._classify(vision)
+            return self.classifier_output(vision)
         if self.config.towers != "both":
             out = vision or text
             if out is None:
@@ -308,9 +315,10 @@ class Model:
             return tower_output(out)
         if vision is None or text is None:
             raise InputError("a two-tower forward needs both input_ids and pixel_values; use get_image_features / get_text_features for one tower")
-        return self._two_tower(vision, text, return_loss)
+        return self.joint_output(vision, text, return_loss)
 
-    def _two_tower(self, vision, text, return_loss):
+    def joint_output(self, vision, text, return_loss=False):
+        """The two-tower output (embeddings [I, D] / [T, D], logits [I, T] / [T, I]) from each tower's named outputs."""
         image_embeds = l2_normalize(vision["pooler_output"])  # [I, D]
         text_embeds = l2_normalize(text["pooler_output"])  # [T, D]
         logits_per_text = similarity_logits(text_embeds, image_embeds, self.params["logit_scale"], self.params["logit_bias"])  # [T, I]
@@ -322,7 +330,7 @@ class Model:
             text_model_output=tower_output(text), vision_model_output=tower_output(vision),
         )  # fmt: skip
 
-    def _classify(self, vision):
+    def classifier_output(self, vision):
         """Mean of post-LN tokens (masked for NaFlex) -> linear classifier; the MAP head is not used."""
         if vision is None:
             raise InputError("an image-classification model needs pixel_values")

@@ -21,6 +21,11 @@ def text_model(params, cfg, input_ids, attention_mask=None, position_ids=None, k
                run_encoder=encoder):  # fmt: skip
     """Token ids to the pooled text embedding; returns a dict of named intermediates.
 
+    In:  input_ids [B, N] (N <= max_position_embeddings, 64 for every official checkpoint), optional
+         attention_mask [B, N] and position_ids [B, N] or [1, N].
+    Out: "last_hidden_state" [B, N, D], "pooler_output" [B, E] (head of the last position; E = projection_size, = D in official checkpoints),
+         "hidden_states" 1 + layers x [B, N, D] and "attentions" layers x [B, H, N, N] when kept.
+
     Mirrors: SiglipTextTransformer (transformers), text_transformer.py with pool_type="last" (big_vision).
     Official processors never produce a text attention mask (the model was trained without one);
     passing one masks padded keys and changes the result, as it does in transformers.

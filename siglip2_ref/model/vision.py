@@ -188,6 +188,11 @@ def vision_model(params, cfg, pixel_values, pixel_attention_mask=None, spatial_s
                  position_resize="antialiased-bilinear"):  # fmt: skip
     """Pixels to pooled image embedding; returns a dict of named intermediates (big_vision's `out` style).
 
+    In:  pixel_values [B, C, S, S] (FixRes; S = image_size) or [B, N, P] patch rows (NaFlex, with
+         pixel_attention_mask [B, N] and spatial_shapes [B, 2] = (gh, gw) per image).
+    Out: "last_hidden_state" [B, N, D], "pooler_output" [B, D] (the MAP head), "hidden_states" 1 + layers x
+         [B, N, D] and "attentions" layers x [B, H, N, N] when kept, and the stem's intermediates.
+
     Mirrors: SiglipVisionTransformer / Siglip2VisionTransformer (transformers), vit.py / naflex_vit.py (big_vision).
     NaFlex padding: padded patches are masked as keys everywhere, but their own rows still attend to real
     patches, so `last_hidden_state` rows of padding are garbage (as in transformers) and must be ignored.

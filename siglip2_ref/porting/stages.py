@@ -77,9 +77,9 @@ def run_stages(model, input_ids=None, pixel_values=None, attention_mask=None, pi
         stages |= flatten_tower("text", text)
         stages["text.pooled_token"] = text["last_hidden_state"][:, -1]  # what the text head reads
     if model.config.is_classifier and vision is not None:
-        stages["logits"] = model._classify(vision).logits
+        stages["logits"] = model.classifier_output(vision).logits
     elif vision is not None and text is not None and model.config.towers == "both":
-        joint = model._two_tower(vision, text, return_loss)
+        joint = model.joint_output(vision, text, return_loss)
         stages |= {name: joint[name] for name in ("image_embeds", "text_embeds", "logits_per_image", "logits_per_text")}
         stages["probabilities"] = sigmoid(joint.logits_per_image)
         if return_loss:
