@@ -1,4 +1,4 @@
-"""The fast encoder (siglip2_ref/fast.py) against the readable one (layers.encoder) and the transformers goldens.
+"""The fast encoder (siglip2_ref/model/fast.py) against the readable one (layers.encoder) and the transformers goldens.
 
 The golden end-to-end tests already run through the fast path (load_model's default); here the two paths
 are compared directly, on the golden checkpoints and on random configs chosen to reach every branch of the

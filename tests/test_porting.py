@@ -3,7 +3,7 @@
 The planted-fault tests make two dumps of the same inputs with this package's own code: a reference, and one with
 exactly one fault injected (through a convention switch or a small monkeypatch, each a mistake ports have made).
 `compare` must name exactly the stage where the fault enters as the first divergent one. The reference is a tiny
-random checkpoint with real tokenizer files (tests/test_pipelines.write_tiny), run on the plain encoder so that
+random checkpoint with real tokenizer files (write_tiny in tests/test_pipelines.py), run on the plain encoder so that
 patched layer functions take effect.
 """
 
