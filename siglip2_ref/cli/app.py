@@ -9,6 +9,8 @@
 Each subcommand is one module of this package (options.py says what it defines); `COMMANDS` lists them in
 the order `--help` shows. Errors: exit code 2 for usage (bad or conflicting options), 1 for everything that
 fails at run time; one line `siglip2-ref: error: ...` and no traceback unless --debug.
+Command modules import the library's heavier parts (NumPy, the model, Pillow) inside their `run`, so that
+`siglip2-ref --help` and usage errors answer at once.
 """
 
 import argparse
