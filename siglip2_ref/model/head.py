@@ -4,7 +4,7 @@
     logits_per_text = similarity_logits(text_embeds, image_embeds, logit_scale, logit_bias)   # [T, I]
     probabilities = sigmoid(logits_per_text)                  # independent per pair, never a softmax
 
-Shape alphabet: docs/shapes.md (I images, T texts, B batch, N sequence, D width).
+Shapes: docs/shapes.md (I images, T texts, B batch, N sequence, D width).
 """
 
 from ..backend import get_xp

@@ -1,7 +1,6 @@
 """Transformer building blocks shared by both towers, as free functions on arrays.
 
-Shape alphabet: B batch, N sequence (text positions, or patches incl. padding), M key/value length,
-D width, H heads, K head dim (D = H*K), F MLP width.
+Shapes: docs/shapes.md (B batch, N sequence, M keys, R matmul rows, D width, H heads, K head dim, F MLP width).
 
 Weights keep PyTorch's Linear layout `[out, in]`: y = x @ W.T + b. Parameters arrive as the nested
 dicts of `weights.nest`, splatted into named arguments where that documents which weights a layer uses.
@@ -61,9 +60,9 @@ def layer_norm(x, weight, bias, eps):  # [..., D] -> [..., D]
     return ((h - mean) / xp.sqrt(var + eps)).astype(x.dtype) * weight + bias
 
 
-def linear(x, weight, bias):  # [..., I] -> [..., O], weight [O, I]
+def linear(x, weight, bias):  # [..., Din] -> [..., Dout], weight [Dout, Din]
     """x W^T + b, all leading dims as the rows of one matrix multiply (a [B, N, I] @ [I, O] would be B of them)."""
-    rows = x.reshape(-1, x.shape[-1]) @ weight.T  # [R, O], R = prod(...)
+    rows = x.reshape(-1, x.shape[-1]) @ weight.T  # [R, Dout], R = prod(...)
     return rows.reshape(*x.shape[:-1], weight.shape[0]) + bias
 
 
@@ -76,12 +75,12 @@ def key_padding_bias(mask, dtype):  # [B, M] (1 = real, 0 = padding) -> [B, 1, 1
 
 def split_heads(x, num_heads):  # [B, N, D] -> [B, H, N, K]
     B, N, D = x.shape
-    return x.reshape(B, N, num_heads, D // num_heads).transpose(0, 2, 1, 3)  # b n (h k) -> b h n k
+    return x.reshape(B, N, num_heads, D // num_heads).transpose(0, 2, 1, 3)  # [B, N, (H K)] -> [B, H, N, K]
 
 
 def merge_heads(x):  # [B, H, N, K] -> [B, N, D]
     B, H, N, K = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(B, N, H * K)  # b h n k -> b n (h k)
+    return x.transpose(0, 2, 1, 3).reshape(B, N, H * K)  # [B, H, N, K] -> [B, N, (H K)]
 
 
 def attention(q, k, v, bias=None):  # [B, H, N, K], [B, H, M, K] x2, [B, 1, 1, M] -> [B, H, N, K], [B, H, N, M]

@@ -1,6 +1,6 @@
 """The loaded-model objects users hold: `Model` with its input checks, its outputs, and `load_model`.
 
-Shape alphabet: I images, T texts, D width (shared embedding width), L labels.
+Shapes: docs/shapes.md (I images, T texts, D width, L labels).
 """
 
 from dataclasses import dataclass, fields
@@ -163,7 +163,7 @@ def check_image_inputs(cfg, pixel_values, pixel_attention_mask, spatial_shapes, 
     """FixRes: [I, C, H, W]. NaFlex: [I, N, C*P*P] + spatial_shapes [I, 2] (+ pixel_attention_mask [I, N])."""
     if cfg.variant == "fixres":
         return check_fixres_pixels(cfg, pixel_values, interpolate, xp).astype(dtype), None, None
-    pixels = _as_array(pixel_values, "pixel_values", xp, 3, "float")  # [I, N, C*P*P]
+    pixels = _as_array(pixel_values, "pixel_values", xp, 3, "float")  # [I, N, P]
     I, N, width = pixels.shape
     if width != cfg.num_channels * cfg.patch_size**2:
         raise InputError(f"pixel_values: NaFlex expects patchified input [I, N, {cfg.num_channels * cfg.patch_size**2}], got {tuple(pixels.shape)}")

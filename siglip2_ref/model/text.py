@@ -1,6 +1,6 @@
 """Text tower: token + position embeddings, bidirectional encoder, final norm, last-position pooling, head.
 
-Shape alphabet: B texts, N positions (64 for official checkpoints), D width, V vocabulary, E output width.
+Shapes: docs/shapes.md (B batch of texts, N positions, D width, V vocabulary, E output width).
 """
 
 from .layers import encoder, key_padding_bias, layer_norm, linear

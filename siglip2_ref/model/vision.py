@@ -1,8 +1,7 @@
 """Vision tower: patch + position embeddings (FixRes and NaFlex), encoder, post-norm, MAP head.
 
-Shape alphabet: B images, C channels, S image side, P patch side, G position-grid side,
-h x w patch grid of one image, N patches per image (NaFlex: incl. padding), D width, H heads,
-K head dim, F MLP width.
+Shapes: docs/shapes.md (B batch of images, C channels, S image side, p patch side, P patch vector,
+G position-grid side, gh x gw patch grid, N patch slots, D width, H heads, K head dim, F MLP width).
 """
 
 from ..backend import get_xp
@@ -13,18 +12,18 @@ from ..errors import InputError
 # ---------------------------------------------------------------- FixRes: Conv2d stem, learned G x G table
 
 
-def fixres_patch_embeddings(pixel_values, weight, bias):  # [B, C, S1, S2], [D, C, P, P] -> [B, h*w, D]
-    """Conv2d(kernel=P, stride=P, 'valid') as a matmul over patches flattened in (c, py, px) order.
+def fixres_patch_embeddings(pixel_values, weight, bias):  # [B, C, h, w], [D, C, p, p] -> [B, gh*gw, D]
+    """Conv2d(kernel=p, stride=p, 'valid') as a matmul over patches flattened in (c, py, px) order.
 
     Mirrors: SiglipVisionEmbeddings.patch_embedding (transformers), nn.Conv 'embedding' (big_vision vit.py).
     Rows/columns beyond the last whole patch are dropped, as 'valid' convolution does (so400m/14 at 384 px).
     """
-    B, C, S1, S2 = pixel_values.shape
-    D, _, P, _ = weight.shape
-    h, w = S1 // P, S2 // P
-    x = pixel_values[:, :, : h * P, : w * P].reshape(B, C, h, P, w, P)
-    patches = x.transpose(0, 2, 4, 1, 3, 5).reshape(B, h * w, C * P * P)  # b c (h py) (w px) -> b (h w) (c py px)
-    return linear(patches, weight.reshape(D, C * P * P), bias)  # [B, h*w, D], tokens in row-major (h, w) order
+    B, C, h, w = pixel_values.shape
+    D, _, p, _ = weight.shape
+    gh, gw = h // p, w // p
+    x = pixel_values[:, :, : gh * p, : gw * p].reshape(B, C, gh, p, gw, p)
+    patches = x.transpose(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * p * p)  # [B, C, (gh py), (gw px)] -> [B, (gh gw), P]
+    return linear(patches, weight.reshape(D, C * p * p), bias)  # [B, gh*gw, D], tokens in row-major (gh, gw) order
 
 
 def cubic_weights(out_size, in_size, dtype, xp, A=-0.75):  # -> [out, in]
@@ -43,24 +42,24 @@ def cubic_weights(out_size, in_size, dtype, xp, A=-0.75):  # -> [out, in]
     return weights
 
 
-def fixres_position_embeddings(table, h, w, interpolate):  # [G*G, D] -> [h*w, D]
-    """The learned table, or (interpolate_pos_encoding=True) its bicubic resize to an h x w grid.
+def fixres_position_embeddings(table, gh, gw, interpolate):  # [G*G, D] -> [gh*gw, D]
+    """The learned table, or (interpolate_pos_encoding=True) its bicubic resize to a gh x gw patch grid.
 
     Mirrors: SiglipVisionEmbeddings.interpolate_pos_encoding (transformers; F.interpolate bicubic, no antialias).
     """
     xp = get_xp(table)
     G = int(round(table.shape[0] ** 0.5))
-    if (h, w) == (G, G):  # transformers skips the resize exactly when the grid is native and square
+    if (gh, gw) == (G, G):  # transformers skips the resize exactly when the grid is native and square
         return table
     if not interpolate:
         raise InputError(
-            f"pixel_values give a {h}x{w} patch grid but this FixRes checkpoint has a {G}x{G} position table; "
+            f"pixel_values give a {gh}x{gw} patch grid but this FixRes checkpoint has a {G}x{G} position table; "
             "resize images to the checkpoint's image_size or pass interpolate_pos_encoding=True"
         )
     grid = table.reshape(G, G, -1)  # [G, G, D]
-    rows, cols = cubic_weights(h, G, table.dtype, xp), cubic_weights(w, G, table.dtype, xp)  # [h, G], [w, G]
-    resized = xp.einsum("ri,ijd,cj->rcd", rows, grid, cols)  # [h, w, D]
-    return resized.reshape(h * w, -1)
+    rows, cols = cubic_weights(gh, G, table.dtype, xp), cubic_weights(gw, G, table.dtype, xp)  # [gh, G], [gw, G]
+    resized = xp.einsum("ri,ijd,cj->rcd", rows, grid, cols)  # [gh, gw, D]
+    return resized.reshape(gh * gw, -1)
 
 
 # ---------------------------------------------------------------- NaFlex: Linear stem, G x G table resized per image
@@ -124,8 +123,8 @@ def naflex_position_embeddings(table, spatial_shapes, max_length, method="antial
     h, w = spatial_shapes[:, 0], spatial_shapes[:, 1]  # [B]
     if method not in POSITION_RESIZE:
         raise ValueError(f"unknown position resize {method!r}; expected one of {sorted(POSITION_RESIZE)}")
-    row_w = POSITION_RESIZE[method](h, G, xp, dtype)  # [B, max h, G]
-    col_w = POSITION_RESIZE[method](w, G, xp, dtype)  # [B, max w, G]
+    row_w = POSITION_RESIZE[method](h, G, xp, dtype)  # [B, max gh, G]
+    col_w = POSITION_RESIZE[method](w, G, xp, dtype)  # [B, max gw, G]
     position = xp.arange(max_length)[None, :]  # [1, N]
     real = position < (h * w)[:, None]  # [B, N]
     row = xp.where(real, position // w[:, None], 0)  # [B, N]; padding -> (0, 0)
@@ -136,7 +135,7 @@ def naflex_position_embeddings(table, spatial_shapes, max_length, method="antial
     return resized.astype(table.dtype)
 
 
-def naflex_patch_embeddings(pixel_values, weight, bias):  # [B, N, C*P*P] -> [B, N, D]
+def naflex_patch_embeddings(pixel_values, weight, bias):  # [B, N, P] -> [B, N, D]
     """Linear stem on pre-patchified pixels in (py, px, c) order. Mirrors: Siglip2VisionEmbeddings.patch_embedding."""
     return linear(pixel_values.astype(weight.dtype), weight, bias)
 
@@ -177,8 +176,8 @@ def vision_embeddings(params, cfg, pixel_values, spatial_shapes=None, interpolat
     else:
         xp = get_xp(table)
         patch_embeds = fixres_patch_embeddings(pixel_values.astype(table.dtype), **emb["patch_embedding"])
-        h, w = (s // cfg.patch_size for s in pixel_values.shape[2:])
-        positions = fixres_position_embeddings(table, h, w, interpolate_pos_encoding)[None]  # [1, h*w, D]
+        gh, gw = (s // cfg.patch_size for s in pixel_values.shape[2:])
+        positions = fixres_position_embeddings(table, gh, gw, interpolate_pos_encoding)[None]  # [1, gh*gw, D]
         positions = xp.broadcast_to(positions, patch_embeds.shape)
     return patch_embeds + positions, patch_embeds, positions
 

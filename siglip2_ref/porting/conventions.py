@@ -11,8 +11,8 @@ executed here, and how much each switch moves pixels, embeddings and logits.
 `preprocess(processor, images, texts, conventions)` returns every preprocessing stage by name (`text.normalized`,
 `text.input_ids`, `image.rgb.{k}`, `image.resized.{k}`, `image.normalized.{k}`, `vision.pixel_values`, ...).
 
-Shape alphabet: I images, T texts, L text length (64), C channels, H, W input size, h, w resized size,
-p patch side, N patch slots (max_num_patches), P patch vector (p p C).
+Shapes: docs/shapes.md (I images, T texts, N text positions or patch slots, C channels, h0 x w0 input size,
+h x w resized size, p patch side, P patch vector).
 """
 
 import html
@@ -124,7 +124,7 @@ def sentencepiece_ids(tokenizer, text, length=TEXT_LENGTH):
     return ids + [tokenizer.pad_token_id] * (length - len(ids))
 
 
-def tokenize(tokenizer, texts, convention="hf", length=TEXT_LENGTH):  # -> [T] str, [T, L] int64
+def tokenize(tokenizer, texts, convention="hf", length=TEXT_LENGTH):  # -> [T] str, [T, N] int64
     """(normalised strings, input_ids) of `texts` under a text convention."""
     normalized = [normalize_text(t, convention, tokenizer.lowercase) for t in texts]
     if convention == "big_vision":
@@ -151,13 +151,13 @@ def decode_strings(codes):  # [T, n] int32 -> [T] str
 # ---------------------------------------------------------------- images: big_vision
 
 
-def value_range(image):  # [C, H, W] uint8 -> float32 in [-1, 1]
+def value_range(image):  # [C, h0, w0] uint8 -> float32 in [-1, 1]
     """big_vision `value_range(-1, 1)`: float32 (x - 0) / (255 - 0) * 2 - 1, in that operation order."""
     x = image.astype(np.float32) / np.float32(255)
     return np.float32(-1) + x * np.float32(2)
 
 
-def tf_bilinear_axis(in_size, out_size):  # -> lower [O], upper [O], lerp [O] float32
+def tf_bilinear_axis(in_size, out_size):  # -> lower [out], upper [out], lerp [out] float32
     """Source indices and weights of tf.image.resize(method="bilinear", antialias=False) (half-pixel centres).
 
     Mirrors: TensorFlow resize_bilinear_op.cc compute_interpolation_weights with HalfPixelScaler, in float32.
@@ -170,18 +170,18 @@ def tf_bilinear_axis(in_size, out_size):  # -> lower [O], upper [O], lerp [O] fl
     return lower, upper, (src - floor).astype(np.float32)
 
 
-def tf_resize_bilinear(image, size):  # [C, H, W] -> [C, h, w] float32
+def tf_resize_bilinear(image, size):  # [C, h0, w0] -> [C, h, w] float32
     """tf.image.resize(bilinear, antialias=False): top + (bottom - top) * y_lerp of two x-lerps, in float32."""
     (h, w), x = size, image.astype(np.float32)
     y0, y1, ly = tf_bilinear_axis(image.shape[1], h)
     x0, x1, lx = tf_bilinear_axis(image.shape[2], w)
-    rows0, rows1 = x[:, y0], x[:, y1]  # [C, h, W]
+    rows0, rows1 = x[:, y0], x[:, y1]  # [C, h, w0]
     top = rows0[:, :, x0] + (rows0[:, :, x1] - rows0[:, :, x0]) * lx
     bottom = rows1[:, :, x0] + (rows1[:, :, x1] - rows1[:, :, x0]) * lx
     return top + (bottom - top) * ly[:, None]
 
 
-def big_vision_fixres_resize(image, size):  # [C, H, W] uint8 -> [C, h, w] uint8
+def big_vision_fixres_resize(image, size):  # [C, h0, w0] uint8 -> [C, h, w] uint8
     """big_vision `resize(RES)` on uint8: non-antialiased bilinear, clipped, cast back (truncated) to uint8.
 
     Mirrors: big_vision pp/ops_image.py get_resize (tf.cast(tf.clip_by_value(resized, 0, 255), uint8)).
@@ -232,8 +232,8 @@ def image_steps(image_processor, image, convention="pil", max_num_patches=None):
     return big_vision_naflex_steps(rgb, cfg["patch_size"], cfg["max_num_patches"])
 
 
-def big_vision_naflex_steps(rgb, p, n_max):  # [3, H, W] uint8 -> the steps of naflex_steps (images.py)
-    normalized = value_range(rgb)  # [C, H, W] float32
+def big_vision_naflex_steps(rgb, p, n_max):  # [3, h0, w0] uint8 -> the steps of naflex_steps (images.py)
+    normalized = value_range(rgb)  # [C, h0, w0] float32
     size = image_size_for_sequence_float32(rgb.shape[1], rgb.shape[2], p, n_max)
     resized = resize_float_torchvision(normalized, size, "bilinear")  # antialiased triangle, float32
     patches, mask = pad_patches(patchify(resized, p), n_max)  # [N, P], [N]

@@ -13,7 +13,7 @@ Everything else (position resize, post-norm, MAP head, text head, normalisation,
 (rounded) weights; softmax and LayerNorm statistics are float32, as transformers computes them.
 docs/porting.md shows the per-stage errors this gives.
 
-Shape alphabet: B batch, N sequence, D width, H heads, K head dim.
+Shapes: docs/shapes.md (B batch, N sequence, D width, H heads, K head dim).
 """
 
 from dataclasses import dataclass

@@ -10,7 +10,7 @@ What transformers 5.24 does with the Hub files, and what this module reproduces 
   4. no BOS; EOS (id 1) is appended and survives truncation: `ids[:max_length - 1] + [1]`;
   5. right padding with <pad> (id 0); only `input_ids` are returned (no attention mask).
 
-Shape alphabet: B texts; L sequence length (max_length after padding).
+Shapes: docs/shapes.md (T texts, N positions: max_length after padding).
 """
 
 import heapq
