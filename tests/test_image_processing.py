@@ -291,3 +291,11 @@ def test_bad_max_num_patches_and_types():
         NaFlexImageProcessor(resample=1)
     with pytest.raises(ValueError, match="return_tensors"):
         proc(np.zeros((8, 8, 3), np.uint8), return_tensors="pt")
+
+
+@pytest.mark.parametrize("make", [FixResImageProcessor, NaFlexImageProcessor], ids=["fixres", "naflex"])
+def test_pixels_stay_uint8_when_neither_rescaled_nor_normalised(make):
+    """transformers' Pillow processors return uint8 pixel_values then (tests/oracle/test_live_preprocess.py checks it live)."""
+    image = Image.new("RGB", (40, 32), (200, 10, 30))
+    out = make(do_rescale=False, do_normalize=False)(image)
+    assert out["pixel_values"].dtype == np.uint8 and out["pixel_values"].max() == 200

@@ -107,8 +107,8 @@ def channels_first_patches(image, p):  # (c, py, px) flattening, as a Conv2d wei
     return x.reshape((h // p) * (w // p), C * p * p)
 
 
-def swapped_shapes(steps):
-    out = BATCH_INPUTS(steps)
+def swapped_shapes(steps, *dtype):
+    out = BATCH_INPUTS(steps, *dtype)
     return out | {"spatial_shapes": out["spatial_shapes"][:, ::-1].copy()}
 
 

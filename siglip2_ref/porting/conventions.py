@@ -259,7 +259,7 @@ def preprocess(processor, images=None, texts=None, conventions=DEFAULT, max_num_
         steps = [image_steps(image_processor, img, conventions.image_resize, max_num_patches) for img in images]
         for k, step in enumerate(steps):
             stages |= {f"image.{name}.{k}": step[name] for name in ("rgb", "resized", "normalized")}
-        image_inputs = stack_steps(steps)
+        image_inputs = stack_steps(steps, np.float32)  # what the model takes
         stages |= {f"vision.{name}": value for name, value in image_inputs.items()}
         inputs |= image_inputs
     return stages, inputs

@@ -326,12 +326,17 @@ def naflex_steps(rgb, cfg, backend, pass_order="pillow13"):  # [3, H, W] -> fixr
     return {"rgb": rgb, "resized": resized, "normalized": pixels, "patches": patches, "mask": mask, "spatial_shape": spatial_shape}
 
 
-def stack_steps(steps):
-    """The model's image inputs from per-image steps: FixRes pixel_values [B, C, h, w]; NaFlex patches, mask, shapes."""
+def stack_steps(steps, dtype=None):
+    """The model's image inputs from per-image steps: FixRes pixel_values [B, C, h, w]; NaFlex patches, mask, shapes.
+
+    Pixels keep the steps' dtype (uint8 when neither rescaled nor normalised, as transformers) unless `dtype` is given.
+    """
+    pixels = np.stack([s["patches" if "patches" in s else "normalized"] for s in steps])  # [B, C, h, w] | [B, N, P]
+    pixels = pixels if dtype is None else pixels.astype(dtype, copy=False)
     if "patches" not in steps[0]:
-        return {"pixel_values": np.stack([s["normalized"] for s in steps]).astype(np.float32, copy=False)}  # [B, 3, h, w]
+        return {"pixel_values": pixels}
     return {
-        "pixel_values": np.stack([s["patches"] for s in steps]).astype(np.float32, copy=False),  # [B, N, P]
+        "pixel_values": pixels,
         "pixel_attention_mask": np.stack([s["mask"] for s in steps]),  # [B, N] int32
         "spatial_shapes": np.array([s["spatial_shape"] for s in steps], dtype=np.int64),  # [B, 2]
     }
