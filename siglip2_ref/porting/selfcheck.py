@@ -64,12 +64,12 @@ class Report:
                 "checks": [asdict(c) for c in self.checks], "environment": self.environment}  # fmt: skip
 
     def format(self):
-        head = f"{'check':<44} {'status':<7} {'error':>8} {'bound':>8}  {'tolerance':<24} stage"
+        head = f"{'check':<46} {'status':<7} {'error':>8} {'bound':>8}  {'tolerance':<24} stage"
         lines = [f"selfcheck of {self.model} (backend {self.backend})", "", head, "-" * len(head)]
         for c in self.checks:
             err = "" if c.error is None else f"{c.error:.2e}"
             bound = "" if c.bound is None else f"{c.bound:.0e}" if c.bound else "0"
-            lines.append(f"{c.name:<44} {c.status:<7} {err:>8} {bound:>8}  {c.tolerance:<24} {c.stage or ''}")
+            lines.append(f"{c.name:<46} {c.status:<7} {err:>8} {bound:>8}  {c.tolerance:<24} {c.stage or ''}")
             if c.detail:
                 lines.append(f"    {c.detail}")
         verdict = "all checks passed" if self.ok else "FAILED: " + ", ".join(c.name for c in self.checks if c.status == "FAIL")
