@@ -205,3 +205,14 @@ def test_cupy_checks_pass_on_the_demo_model():
     checks = by_name(selfcheck(DEMO_NAFLEX, backend="cupy"))
     assert checks["cupy float32 vs NumPy float64"].status == "pass"
     assert checks["cupy float16 vs NumPy float64"].status == "pass"
+
+
+def test_readme_shows_what_selfcheck_prints_on_the_demo_model():
+    """The README's 'Check your install' block: the same checks, statuses, tiers and stages as a run now."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("On the demo model (the default):\n\n```\n", 1)[1].split("```", 1)[0]
+    report = selfcheck()
+    for c in report.checks:
+        row = next(line for line in block.splitlines() if line.startswith(c.name + " ")).split()
+        assert row[-5] == c.status and row[-2:] == [c.tolerance, c.stage], row  # ... status error bound tier stage
+    assert "all checks passed" in block

@@ -13,7 +13,6 @@ from .bundle import check_bundle, export_goldens, load_bundle
 from .compare import compare_dumps, first_divergence, format_table
 from .dump import DumpError, make_dump, read_dump, write_dump
 from .random_model import random_model
-from .selfcheck import selfcheck
 
 __all__ = ["make_dump", "read_dump", "write_dump", "compare_dumps", "first_divergence", "format_table",
-           "export_goldens", "load_bundle", "check_bundle", "random_model", "DumpError", "selfcheck"]  # fmt: skip
+           "export_goldens", "load_bundle", "check_bundle", "random_model", "DumpError"]  # fmt: skip
