@@ -216,3 +216,30 @@ def test_readme_shows_what_selfcheck_prints_on_the_demo_model():
         row = next(line for line in block.splitlines() if line.startswith(c.name + " ")).split()
         assert row[-5] == c.status and row[-2:] == [c.tolerance, c.stage], row  # ... status error bound tier stage
     assert "all checks passed" in block
+
+
+def test_the_cupy_branch_compares_every_stage_when_a_backend_is_usable(monkeypatch):
+    """Without a GPU, the CuPy pairs' code path with NumPy float32 standing in for the device."""
+    import siglip2_ref.porting.selfcheck as sc
+
+    monkeypatch.setattr(sc, "backend_module", lambda name: np)
+    monkeypatch.setattr(sc, "CUPY_PAIRS", (("device float32 vs NumPy float64", ("numpy", "float32", False), ("numpy", "float64", True)),))
+    check = by_name(sc.selfcheck(DEMO_NAFLEX, backend="cupy"))["device float32 vs NumPy float64"]
+    assert check.status == "pass" and check.tolerance.startswith("float32") and check.stage
+
+
+def test_a_run_that_raises_fails_its_check_with_the_reason(monkeypatch):
+    """A device run that overflows (NonFiniteError) is one FAIL row, not a traceback that hides the other checks."""
+    import siglip2_ref.porting.selfcheck as sc
+    from siglip2_ref.model.model import NonFiniteError
+
+    def overflowing_loader(backend, dtype, fast):
+        if dtype == "float64":
+            raise NonFiniteError("vision.hidden_states.2 holds inf")
+        return load_model(DEMO_FIXRES, dtype=dtype, fast=fast)
+
+    inputs, _ = sc.consistency_inputs(DEMO_FIXRES, load_model(DEMO_FIXRES).config)
+    checks = {c.name: c for c in sc.consistency_checks(overflowing_loader, inputs)}
+    assert checks["float32 fast path vs readable path"].status == "pass"
+    bad = checks["float32 vs float64 (fast path)"]
+    assert bad.status == "FAIL" and "NonFiniteError: vision.hidden_states.2 holds inf" in bad.detail

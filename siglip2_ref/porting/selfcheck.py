@@ -168,17 +168,25 @@ class Runs:
         return self.dumps[key]
 
 
+def pair_check(runs, name, candidate, reference):
+    """One consistency check; a run that raises (non-finite float16 outputs, device errors) fails it, saying why."""
+    try:
+        return compared_check(name, "consistency", compare_dumps(runs.get(candidate), runs.get(reference)))
+    except (ValueError, RuntimeError, MemoryError) as e:  # InputError and NonFiniteError are ValueErrors
+        return Check(name, "consistency", "FAIL", detail=f"the run raised {type(e).__name__}: {e}")
+
+
 def consistency_checks(loader, inputs, backend="numpy"):
     """The internal-consistency checks of one model (`loader(backend, dtype, fast) -> Model`) on `inputs`."""
     runs = Runs(loader, inputs)
-    checks = [compared_check(name, "consistency", compare_dumps(runs.get(a), runs.get(b))) for name, a, b in NUMPY_PAIRS]
+    checks = [pair_check(runs, *pair) for pair in NUMPY_PAIRS]
     if backend != "cupy":
         return checks
     try:
         backend_module("cupy")
     except RuntimeError as e:
         return checks + [Check(name, "consistency", "skipped", detail=str(e)) for name, _, _ in CUPY_PAIRS]
-    return checks + [compared_check(name, "consistency", compare_dumps(runs.get(a), runs.get(b))) for name, a, b in CUPY_PAIRS]
+    return checks + [pair_check(runs, *pair) for pair in CUPY_PAIRS]
 
 
 def record_check(record, folder, config, model, image=None):
