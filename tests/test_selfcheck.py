@@ -153,6 +153,8 @@ def test_records_are_found_by_hub_id_or_folder_name(tmp_path):
     assert [r.name for r in pub.matching_records(folder)] == ["google/siglip2-base-patch16-naflex"]
     assert [r.name for r in pub.matching_records(DEMO_NAFLEX)] == ["demo-naflex"]
     assert pub.matching_records(tmp_path) == []
+    assert pub.matching_records(tmp_path / "siglip2-base-patch16-naflex-finetuned") == []
+    assert [r.name for r in pub.matching_records(tmp_path, given="google/siglip-base-patch16-224")] == ["google/siglip-base-patch16-224"]
 
 
 def test_a_record_for_another_checkpoint_is_skipped_with_the_reason(tmp_path):

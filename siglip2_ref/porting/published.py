@@ -113,13 +113,13 @@ def matching_records(folder, given=None):
     demo = demo_record_name(folder)
     if demo:
         return [BY_NAME[demo]]
-    text = f"{given or ''} {Path(folder).resolve()}"
+    parts = Path(folder).resolve().parts
     found = []
     for r in RECORDS:
         if r.kind != "published":
             continue
         org, repo = r.name.split("/")
-        if r.name in text or f"models--{org}--{repo}" in text or Path(folder).resolve().name == repo:
+        if given == r.name or f"models--{org}--{repo}" in parts or parts[-1] == repo:
             found.append(r)
     return found
 
