@@ -1,16 +1,18 @@
-"""One prepared GPU check for the CuPy backend: parity first, then throughput, in one table.
+"""The prepared GPU check for the CuPy backend: `siglip2-ref selfcheck --backend cupy` on every golden checkpoint
+and a base-size random model, then throughput, in one report.
 
     python benchmarks/gpu_check.py                 # on a machine with a CUDA GPU and cupy-cuda12x (< 5 min)
-    python benchmarks/gpu_check.py --dry-run       # NumPy stand-in, tiny sizes: checks the script itself on a CPU
+    python benchmarks/gpu_check.py --dry-run       # NumPy only, tiny sizes: checks the script itself on a CPU
 
-Parity: the golden checkpoints and a base-size random model, in float32 and float16 on the backend, against
-this project's NumPy float64 path (per-stage stage-relative errors). Throughput: vision B=1/8/64 (NaFlex 256
-patches, FixRes 224) and text B=64, for this backend and, when PyTorch with CUDA is present, transformers
-(eager and SDPA, float32 and float16). Peak GPU memory per workload.
+Parity is the self-check's own implementation (siglip2_ref/porting/selfcheck.py): every stage of one run, in
+float32 and float16 on the backend, against NumPy float64 under the tolerance tiers, naming the first stage out
+of tolerance; plus the NumPy checks (fast vs readable path, float32 vs float64). Without a usable CuPy the CuPy
+rows say "skipped" and why. Throughput: vision B=1/8/64 (NaFlex 256 patches, FixRes 224) and text B=64, for this
+backend and, when PyTorch with CUDA is present, transformers (eager and SDPA, float32 and float16). Peak GPU
+memory per workload.
 """
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,17 +22,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from siglip2_ref.backend import backend_module, to_numpy  # noqa: E402
-from siglip2_ref.model.model import load_model  # noqa: E402
+from siglip2_ref.backend import backend_module  # noqa: E402
+from siglip2_ref.model.fast import FastEncoder  # noqa: E402
+from siglip2_ref.model.layers import encoder  # noqa: E402
+from siglip2_ref.model.model import Model, tree_map  # noqa: E402
+from siglip2_ref.porting.environment import environment, format_environment  # noqa: E402
 from siglip2_ref.porting.random_model import random_model  # noqa: E402
-from siglip2_ref.porting.stages import run_stages  # noqa: E402
-from siglip2_ref.porting.tolerances import TIERS, measure  # noqa: E402
-from siglip2_ref.porting.verify import case_names, load_case  # noqa: E402
-GOLDEN_MODEL = Path(__file__).resolve().parent.parent / "golden" / "model"  # noqa: E402
+from siglip2_ref.porting.selfcheck import consistency_checks, selfcheck, synthetic_arrays  # noqa: E402
 
+GOLDEN_CHECKPOINTS = ROOT / "golden" / "model" / "checkpoints"
 BASE = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
 TINY = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
-PARITY_STAGES = ("vision.pooler_output", "text.pooler_output", "image_embeds", "logits_per_image")
 
 
 def sync(xp):
@@ -54,16 +56,25 @@ def timed(fn, xp, repeats):
     return float(np.median(times))
 
 
-def parity_rows(backend, golden_cases):
+def random_loader(variant, sizes, vocab):
+    """loader(backend, dtype, fast) -> one random model's weights (built once) on that backend, dtype and path."""
+    base = random_model(variant, sizes, "numpy", "float32", vocab=vocab)
+
+    def loader(backend, dtype, fast):
+        xp = backend_module(backend)
+        params = tree_map(lambda a: xp.asarray(a.astype(dtype)), base.params)
+        return Model(base.config, params, backend, dtype, None, FastEncoder() if fast else encoder)
+
+    return loader, base.config
+
+
+def parity_rows(backend, sizes, vocab):
+    """[(case, Check)]: the self-check of every golden checkpoint, then of a random NaFlex model of `sizes`."""
     rows = []
-    for case in golden_cases:
-        meta, inputs, _, folder = load_case(case, GOLDEN_MODEL)
-        reference = run_stages(load_model(folder, dtype="float64"), **inputs)
-        for dtype in ("float32", "float16"):
-            got = run_stages(load_model(folder, backend=backend, dtype=dtype), **inputs)
-            for stage in PARITY_STAGES:
-                if stage in reference:
-                    rows.append((case, dtype, stage, measure(to_numpy(got[stage]), reference[stage]).max_rel))
+    for folder in sorted(GOLDEN_CHECKPOINTS.iterdir()):
+        rows += [(folder.name, c) for c in selfcheck(str(folder), backend=backend).checks if c.kind == "consistency"]
+    loader, config = random_loader("naflex", sizes, vocab)
+    rows += [("random-naflex", c) for c in consistency_checks(loader, {"arrays": synthetic_arrays(config)}, backend)]
     return rows
 
 
@@ -74,16 +85,6 @@ def naflex_inputs(batch, patches, vocab, seed=0):
                 pixel_attention_mask=np.ones((batch, patches), np.int32),
                 spatial_shapes=np.tile([side, patches // side], (batch, 1)).astype(np.int64),
                 input_ids=rng.integers(0, vocab, (batch, 64)))  # fmt: skip
-
-
-def random_parity_rows(backend, sizes, vocab):
-    rows = []
-    inputs = naflex_inputs(2, 256, vocab)
-    reference = run_stages(random_model("naflex", sizes, "numpy", np.float64, vocab=vocab), **inputs)
-    for dtype in ("float32", "float16"):
-        got = run_stages(random_model("naflex", sizes, backend, dtype, vocab=vocab), **inputs)
-        rows += [("random-naflex", dtype, s, measure(to_numpy(got[s]), reference[s]).max_rel) for s in PARITY_STAGES]
-    return rows
 
 
 def ours_timings(backend, sizes, vocab, batches, repeats):
@@ -156,24 +157,22 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     backend, sizes, vocab, batches = ("numpy", TINY, 300, (1, 2)) if args.dry_run else ("cupy", BASE, 256000, (1, 8, 64))
-    xp = backend_module(backend)
-    device = "CPU (dry run)" if args.dry_run else xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    print(f"# device: {device}; python {platform.python_version()}; numpy {np.__version__}; backend {backend}")
-    print("\n## parity against the NumPy float64 path (stage-relative error)\n")
-    print("| case | dtype | stage | error | bound |\n|---|---|---|---|---|")
-    worst_ok = True
-    for case, dtype, stage, err in parity_rows(backend, case_names(GOLDEN_MODEL)[:4] if args.dry_run else case_names(GOLDEN_MODEL)) + random_parity_rows(backend, sizes, vocab):
-        bound = 1e-5 if dtype == "float32" else TIERS["float16"].rel
-        if not (args.dry_run and dtype == "float16"):  # NumPy's float16 matmul accumulates in float16: not a GPU proxy
-            worst_ok &= err <= bound
-        print(f"| {case} | {dtype} | {stage} | {err:.2e} | {bound:g} |")
+    print(f"# backend {backend}" + (" (dry run)" if args.dry_run else "") + "\n" + format_environment(environment()))
+    print("\n## parity: siglip2-ref selfcheck's consistency checks (stage-relative error, worst or first failing stage)\n")
+    print("| case | check | status | error | bound | tier | stage |\n|---|---|---|---|---|---|---|")
+    rows = parity_rows("numpy" if args.dry_run else "cupy", sizes, vocab)
+    for case, c in rows:
+        error = "" if c.error is None else f"{c.error:.2e}"
+        bound = "" if c.bound is None else f"{c.bound:g}"
+        print(f"| {case} | {c.name} | {c.status} | {error} | {bound} | {c.tolerance} | {c.stage or c.detail} |")
+    ok = all(c.status != "FAIL" for _, c in rows)
     print("\n## throughput\n")
     print("| implementation | backend | dtype | workload | median s | items/s | peak GPU MiB |\n|---|---|---|---|---|---|---|")
-    rows = ours_timings(backend, sizes, vocab, batches, args.repeats) + transformers_timings(sizes, vocab, batches, args.repeats)
-    for impl, be, dtype, work, t, rate, peak in rows:
+    timings = ours_timings(backend, sizes, vocab, batches, args.repeats) + transformers_timings(sizes, vocab, batches, args.repeats)
+    for impl, be, dtype, work, t, rate, peak in timings:
         print(f"| {impl} | {be} | {dtype} | {work} | {t:.4f} | {rate:.1f} | {peak / 2**20:.0f} |")
-    print(f"\nparity: {'all within bounds' if worst_ok else 'SOME STAGES OUTSIDE BOUNDS'}")
-    return 0 if worst_ok else 1
+    print(f"\nparity: {'all within bounds' if ok else 'SOME STAGES OUTSIDE BOUNDS'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

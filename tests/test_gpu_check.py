@@ -1,4 +1,5 @@
-"""The prepared GPU check script runs end to end on a CPU in --dry-run mode (NumPy stand-in, tiny sizes)."""
+"""The prepared GPU check script runs end to end on a CPU in --dry-run mode (NumPy only, tiny sizes); its parity
+section is `siglip2-ref selfcheck`'s consistency checks (tests/test_selfcheck.py tests those)."""
 
 import importlib.util
 from pathlib import Path
@@ -12,5 +13,7 @@ def test_gpu_check_dry_run(capsys):
     spec.loader.exec_module(module)
     assert module.main(["--dry-run", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert "| random-naflex | float32 | logits_per_image |" in out
+    assert "| random-naflex | float32 fast path vs readable path | pass |" in out
+    assert "| naflex_vision | float32 vs float64 (fast path) | pass |" in out
+    assert "BLAS:" in out  # the environment report heads the output
     assert "vision fixres B=2" in out and "text B=2" in out

@@ -5,6 +5,7 @@
     siglip2-ref embed photos/ -o photos.safetensors       # then: siglip2-ref search photos.safetensors "a beach"
     siglip2-ref info | patches IMAGE | attention IMAGE
     siglip2-ref dump | compare | export-goldens           # the porter tools (docs/porting.md)
+    siglip2-ref selfcheck                                 # are the numbers right here? (docs/selfcheck.md)
 
 Each subcommand is one module of this package (options.py says what it defines); `COMMANDS` lists them in
 the order `--help` shows. Errors: exit code 2 for usage (bad or conflicting options), 1 for everything that
@@ -20,11 +21,11 @@ import traceback
 
 from .. import __version__
 from ..errors import CheckpointError, CheckpointNotFound, ConfigError, ImageInputError, InputError
-from . import attention, classify, compare, dump, embed, export_goldens, info, patches, search
+from . import attention, classify, compare, dump, embed, export_goldens, info, patches, search, selfcheck
 from .options import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, PROG, CommandError, UsageError, add_global_options,
                       add_model_options)
 
-COMMANDS = (classify, embed, search, info, patches, attention, dump, compare, export_goldens)
+COMMANDS = (classify, embed, search, info, patches, attention, dump, compare, export_goldens, selfcheck)
 RUNTIME_ERRORS = (CheckpointNotFound, ConfigError, CheckpointError, InputError, ImageInputError, OSError, ValueError,
                   RuntimeError)  # fmt: skip; ValueError/RuntimeError: preprocessing settings, backend
 

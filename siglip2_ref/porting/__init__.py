@@ -5,7 +5,8 @@ other libraries' conventions and float16/bfloat16 emulation (docs/porting.md).
     verify.py       this implementation against the goldens          dump.py        one run's stages in a file
     compare.py      two dumps, and the first stage that diverges     bundle.py      standard inputs + stages
     conventions.py  big_vision / open_clip / torchvision rules       emulate.py     low-precision rounding
-    random_model.py random weights for measurements
+    random_model.py random weights for measurements                   selfcheck.py   published numbers, consistency,
+    published.py    expected values of named checkpoints              environment.py the machine (siglip2-ref selfcheck)
 """
 
 from .bundle import check_bundle, export_goldens, load_bundle
