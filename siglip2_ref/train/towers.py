@@ -148,7 +148,9 @@ def text_backward(dpooled, tape, params, cfg, stage_grads=None):  # [B, E] -> gr
     dencoded = xp.zeros_like(encoded)
     dencoded[:, -1] = dtoken  # [B, N, D]
     if stage_grads is not None:
-        stage_grads |= {"text.pooler_output": dpooled, "text.pooled_token": dlast}
+        dfinal = xp.zeros_like(encoded)
+        dfinal[:, -1] = dlast  # final_layer_norm's output: only the pooled row has a gradient
+        stage_grads |= {"text.pooler_output": dpooled, "text.pooled_token": dlast, "text.last_hidden_state": dfinal}
     demb, g_layers = encoder_backward(dencoded, tapes, params["encoder"]["layers"], cfg, stage_grads, "text")
     g_emb = embedding_backward(demb, input_ids, cfg.vocab_size, cfg.max_position_embeddings)
     return {"embeddings": g_emb, "encoder": {"layers": g_layers}, "final_layer_norm": g_final, "head": g_head}

@@ -1,0 +1,175 @@
+"""Generate the gradient goldens: torch autograd's gradients of the sigmoid loss on the tiny golden checkpoints.
+
+    python golden/make_golden_grads.py            # rewrites golden/grads/ (one file per case + manifest.json)
+    python golden/make_golden_grads.py --check    # regenerates into a temp dir and compares bit for bit
+
+For each two-tower checkpoint of golden/model/checkpoints (`fixres`, `naflex`) and a square batch of 4 pairs
+(NaFlex with padding and garbage in the padded patch rows), transformers computes `loss` with
+`return_loss=True` in float64 and torch autograd computes d loss / d every parameter (stored as
+`grad.<checkpoint key>`) and d loss / d the named stages (`grad.vision.hidden_states.{i}`, ...; the names of
+porting/stages.py). golden/README.md, "Gradient goldens", describes the format.
+
+Float64 exactly: SDPA attention (eager's softmax runs in float32) and, for NaFlex, the position resize patched to
+run in the model's dtype (transformers 5.x rounds it through float32 even for a float64 model; the patched
+function is the same closed form, `resize_float64` below). Without the patch NaFlex gradients would only be
+float32-accurate. The float32 twin (eager, unpatched) is run too, and its worst gradient error against the float64
+truth is recorded in the meta as `torch_float32_rel` (what torch itself achieves in float32).
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from safetensors.numpy import load_file, save_file
+from transformers.models.siglip2 import modeling_siglip2
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from make_golden import EXPECTED, NAFLEX_MAX, SEED, VISION_NAFLEX, naflex_patches, fixres_pixels, text_ids, versions  # noqa: E402
+
+FORMAT = 1
+TEXTS = [6, 17, 1, 64]  # lengths incl. EOS, as the forward goldens: short, medium, EOS only, full
+NAFLEX_SHAPES = [(4, 4), (2, 3), (6, 1), (3, 5)]  # every image padded (max 24 patches)
+CASES = {"fixres_grad_f64": "fixres", "naflex_grad_f64": "naflex"}
+CLASSES = {"fixres": transformers.SiglipModel, "naflex": transformers.Siglip2Model}
+
+
+def make_batches():
+    rng = np.random.default_rng(SEED + 18)  # issue 18; independent of the forward goldens' inputs
+    return {
+        "fixres": {"input_ids": text_ids(rng, TEXTS), "pixel_values": fixres_pixels(rng, 4, 40, 40)},
+        "naflex": {"input_ids": text_ids(rng, TEXTS), **naflex_patches(rng, NAFLEX_SHAPES, NAFLEX_MAX, VISION_NAFLEX["patch_size"])},
+    }
+
+
+def resize_float64(positional_embeddings, spatial_shapes, max_length):
+    """transformers' Siglip2VisionEmbeddings.resize_positional_embeddings in the table's dtype (not float32)."""
+    dtype, device = positional_embeddings.dtype, positional_embeddings.device
+    grid_size = positional_embeddings.shape[0]
+    sizes = spatial_shapes.to(dtype)[:, None]
+    positions = torch.arange(max_length, device=device, dtype=dtype)[None, :, None]
+    rows = torch.div(positions, sizes[..., 1:], rounding_mode="floor")
+    output_index = torch.cat([rows, positions - rows * sizes[..., 1:]], dim=-1)
+    output_index = output_index * (positions < sizes.prod(-1, keepdim=True))
+    scale = grid_size / sizes
+    support = scale.clamp(min=1)
+    center = (output_index + 0.5) * scale - 0.5
+    source = torch.arange(grid_size, device=device, dtype=dtype)
+    weights = (1 - (source - center[..., None]).abs().div(support[..., None])).clamp(min=0)
+    weights = weights / weights.sum(-1, keepdim=True)
+    weights = (weights[..., 0, :, None] * weights[..., 1, None, :]).flatten(-2)
+    return weights @ positional_embeddings.reshape(-1, positional_embeddings.shape[-1])
+
+
+class StageGrads:
+    """Forward hooks keeping (with retain_grad) the outputs whose gradients are stored as `grad.<stage>`."""
+
+    def __init__(self, model):
+        self.kept, self.handles = {}, []
+        for tower, module in (("vision", model.vision_model), ("text", model.text_model)):
+            self._keep(f"{tower}.hidden_states.0", module.embeddings)
+            for i, layer in enumerate(module.encoder.layers):
+                self._keep(f"{tower}.hidden_states.{i + 1}", layer)
+        self._keep("vision.last_hidden_state", model.vision_model.post_layernorm)
+        self._keep("vision.pooler_output", model.vision_model.head)
+        self._keep("text.last_hidden_state", model.text_model.final_layer_norm)
+        self._keep("text.pooler_output", model.text_model.head)
+
+    def _keep(self, name, module):
+        def hook(mod, args, output):
+            output = output[0] if isinstance(output, tuple) else output
+            output.retain_grad()
+            self.kept[name] = output
+        self.handles.append(module.register_forward_hook(hook))
+
+    def grads(self):
+        for h in self.handles:
+            h.remove()
+        return {f"grad.{name}": t.grad for name, t in self.kept.items()}
+
+
+def autograd(ckpt, batch, dtype):
+    """(loss, {grad.<param key>}, {grad.<stage>}) from transformers + torch autograd."""
+    float64 = dtype == "float64"
+    model = CLASSES[ckpt].from_pretrained(HERE / "model" / "checkpoints" / ckpt,
+                                          attn_implementation="sdpa" if float64 else "eager")  # fmt: skip
+    model = model.double() if float64 else model
+    tensors = {k: torch.from_numpy(v) for k, v in batch.items()}
+    tensors["pixel_values"] = tensors["pixel_values"].to(torch.float64 if float64 else torch.float32)
+    stages = StageGrads(model)
+    out = model(**tensors, return_loss=True)
+    out.image_embeds.retain_grad()
+    out.text_embeds.retain_grad()
+    out.loss.backward()
+    stage_grads = stages.grads() | {"grad.image_embeds": out.image_embeds.grad, "grad.text_embeds": out.text_embeds.grad}
+    param_grads = {f"grad.{k}": p.grad for k, p in model.named_parameters()}
+    missing = [k for k, g in param_grads.items() if g is None]
+    assert not missing, f"{ckpt}: no gradient for {missing}"
+    as_numpy = lambda d: {k: v.detach().numpy() for k, v in d.items()}  # noqa: E731
+    return out.loss.detach().numpy(), as_numpy(param_grads), as_numpy(stage_grads)
+
+
+def rel(a, b):
+    return float(np.abs(a.astype(np.float64) - b).max() / (np.abs(b).max() or 1.0))
+
+
+def generate(root):
+    root.mkdir(parents=True, exist_ok=True)
+    batches, entries = make_batches(), []
+    original = modeling_siglip2.Siglip2VisionEmbeddings.__dict__["resize_positional_embeddings"]  # the staticmethod
+    for case, ckpt in CASES.items():
+        modeling_siglip2.Siglip2VisionEmbeddings.resize_positional_embeddings = staticmethod(resize_float64)
+        try:
+            loss, params, stages = autograd(ckpt, batches[ckpt], "float64")
+        finally:
+            modeling_siglip2.Siglip2VisionEmbeddings.resize_positional_embeddings = original
+        loss32, params32, _ = autograd(ckpt, batches[ckpt], "float32")
+        torch32 = max(rel(params32[k], params[k]) for k in params if "k_proj.bias" not in k)
+        arrays = {f"input.{k}": v for k, v in batches[ckpt].items()} | {"loss": loss} | params | stages
+        meta = {"format": FORMAT, "checkpoint": ckpt, "dtype": "float64", **versions(), "seed": SEED + 18,
+                "attn_implementation": "sdpa", "position_resize": "float64 (patched, see make_golden_grads.py)",
+                "call": {"return_loss": True}, "torch_float32_rel": torch32, "torch_float32_loss": float(loss32),
+                "generator": "golden/make_golden_grads.py",
+                "description": f"d loss / d every parameter and named stage of {ckpt}, 4 pairs, autograd in float64"}  # fmt: skip
+        path = root / f"{case}.safetensors"
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path),
+                  metadata={"meta": json.dumps(meta, sort_keys=True)})
+        entries.append({"case": case, "file": path.name, "checkpoint": ckpt, "num_tensors": len(arrays),
+                        "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                        "torch_float32_rel": torch32})  # fmt: skip
+        print(f"  {case:18s} {len(arrays):3d} tensors {path.stat().st_size / 1024:7.1f} KiB  loss {float(loss):.6f}  "
+              f"torch float32 vs float64: worst parameter-relative {torch32:.2e}")  # fmt: skip
+    manifest = {"format": FORMAT, **versions(), "generator": "golden/make_golden_grads.py", "cases": entries}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=HERE / "grads")
+    parser.add_argument("--check", action="store_true", help="regenerate into a temp dir and compare bit for bit")
+    args = parser.parse_args(argv)
+    for lib, want in EXPECTED.items():
+        if versions()[lib] != want:
+            print(f"warning: {lib} {versions()[lib]} != {want}; review every diff before committing", file=sys.stderr)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    transformers.logging.set_verbosity_error()
+    if not args.check:
+        generate(args.out)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp))
+        bad = [f"{case}: {k}" for case in CASES for k, v in load_file(Path(tmp) / f"{case}.safetensors").items()
+               if not np.array_equal(v, load_file(args.out / f"{case}.safetensors")[k])]  # fmt: skip
+    print("\n".join(bad) if bad else "check: regenerated gradient goldens equal the committed ones")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
