@@ -17,6 +17,7 @@ truth is recorded in the meta as `torch_float32_rel` (what torch itself achieves
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import sys
@@ -94,23 +95,35 @@ class StageGrads:
         return {f"grad.{name}": t.grad for name, t in self.kept.items()}
 
 
-def autograd(ckpt, batch, dtype):
-    """(loss, {grad.<param key>}, {grad.<stage>}) from transformers + torch autograd."""
+@contextlib.contextmanager
+def float64_resize():
+    """Within the block, transformers' NaFlex position resize runs in the table's dtype (`resize_float64`)."""
+    cls = modeling_siglip2.Siglip2VisionEmbeddings
+    original = cls.__dict__["resize_positional_embeddings"]  # the staticmethod itself
+    cls.resize_positional_embeddings = staticmethod(resize_float64)
+    try:
+        yield
+    finally:
+        cls.resize_positional_embeddings = original
+
+
+def autograd(model_cls, folder, batch, dtype, call=None):
+    """(loss, {grad.<param key>}, {grad.<stage>}) from transformers + torch autograd (float64: SDPA, float64 resize)."""
     float64 = dtype == "float64"
-    model = CLASSES[ckpt].from_pretrained(HERE / "model" / "checkpoints" / ckpt,
-                                          attn_implementation="sdpa" if float64 else "eager")  # fmt: skip
+    model = model_cls.from_pretrained(folder, attn_implementation="sdpa" if float64 else "eager")
     model = model.double() if float64 else model
     tensors = {k: torch.from_numpy(v) for k, v in batch.items()}
     tensors["pixel_values"] = tensors["pixel_values"].to(torch.float64 if float64 else torch.float32)
     stages = StageGrads(model)
-    out = model(**tensors, return_loss=True)
+    with float64_resize() if float64 else contextlib.nullcontext():
+        out = model(**tensors, **(call or {}), return_loss=True)
     out.image_embeds.retain_grad()
     out.text_embeds.retain_grad()
     out.loss.backward()
     stage_grads = stages.grads() | {"grad.image_embeds": out.image_embeds.grad, "grad.text_embeds": out.text_embeds.grad}
     param_grads = {f"grad.{k}": p.grad for k, p in model.named_parameters()}
     missing = [k for k, g in param_grads.items() if g is None]
-    assert not missing, f"{ckpt}: no gradient for {missing}"
+    assert not missing, f"{folder}: no gradient for {missing}"
     as_numpy = lambda d: {k: v.detach().numpy() for k, v in d.items()}  # noqa: E731
     return out.loss.detach().numpy(), as_numpy(param_grads), as_numpy(stage_grads)
 
@@ -122,14 +135,10 @@ def rel(a, b):
 def generate(root):
     root.mkdir(parents=True, exist_ok=True)
     batches, entries = make_batches(), []
-    original = modeling_siglip2.Siglip2VisionEmbeddings.__dict__["resize_positional_embeddings"]  # the staticmethod
     for case, ckpt in CASES.items():
-        modeling_siglip2.Siglip2VisionEmbeddings.resize_positional_embeddings = staticmethod(resize_float64)
-        try:
-            loss, params, stages = autograd(ckpt, batches[ckpt], "float64")
-        finally:
-            modeling_siglip2.Siglip2VisionEmbeddings.resize_positional_embeddings = original
-        loss32, params32, _ = autograd(ckpt, batches[ckpt], "float32")
+        folder = HERE / "model" / "checkpoints" / ckpt
+        loss, params, stages = autograd(CLASSES[ckpt], folder, batches[ckpt], "float64")
+        loss32, params32, _ = autograd(CLASSES[ckpt], folder, batches[ckpt], "float32")
         torch32 = max(rel(params32[k], params[k]) for k in params if "k_proj.bias" not in k)
         arrays = {f"input.{k}": v for k, v in batches[ckpt].items()} | {"loss": loss} | params | stages
         meta = {"format": FORMAT, "checkpoint": ckpt, "dtype": "float64", **versions(), "seed": SEED + 18,
