@@ -164,5 +164,7 @@ def test_bad_batches_get_specific_errors():
         loss_and_grads(model, batch, devices=3)
     with pytest.raises(InputError, match="lacks \\['pixel_values'\\]"):
         loss_and_grads(model, {"input_ids": batch["input_ids"]})
+    with pytest.raises(InputError, match="float32 or float64; this model was loaded with dtype='float16'"):
+        loss_and_grads(load_model(CHECKPOINTS / "naflex", dtype="float16", fast=False), batch)
     with pytest.raises(InputError, match="needs a two-tower SigLIP model"):
         loss_and_grads(load_model(CHECKPOINTS / "naflex_vision", fast=False), batch)

@@ -23,6 +23,8 @@ def check_trainable(model):
     cfg = model.config
     if cfg.towers != "both" or cfg.is_classifier:
         raise InputError(f"loss_and_grads needs a two-tower SigLIP model, got {cfg.architecture or cfg.model_type}")
+    if model.dtype not in ("float32", "float64"):
+        raise InputError(f"loss_and_grads runs in float32 or float64; this model was loaded with dtype={model.dtype!r}")
 
 
 def checked_batch(model, batch):
