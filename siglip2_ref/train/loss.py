@@ -27,6 +27,19 @@ def pair_signs(T, I, xp, dtype, diagonal=True):  # -> [T, I]
     return 2 * xp.eye(T, I, dtype=dtype) - 1 if diagonal else -xp.ones((T, I), dtype=dtype)
 
 
+def sigmoid_loss_backward(logits, z, B):  # [T, I] -> [T, I]
+    """d/d logit of -log sigmoid(z * logit) / B:  -z sigmoid(-z logit) / B."""
+    return -z * sigmoid(-z * logits) / B
+
+
+def similarity_logits_backward(dlogits, text_embeds, image_embeds, logit_scale):  # [T, I] -> [T, D], [I, D], [1], [1]
+    """logits = (t i^T) exp(s) + b:  dt = dlogits i exp(s),  di = dlogits^T t exp(s),  ds = sum(dlogits * cos) exp(s)."""
+    scale = get_xp(dlogits).exp(logit_scale)
+    cosine = text_embeds @ image_embeds.T  # [T, I]
+    return (dlogits @ image_embeds * scale, dlogits.T @ text_embeds * scale,
+            (dlogits * cosine).sum().reshape(1) * scale, dlogits.sum().reshape(1))  # fmt: skip
+
+
 def sigmoid_loss_block(text_embeds, image_embeds, logit_scale, logit_bias, B, diagonal):  # [b, D], [b, D] -> sum, grads
     """The sum over one block of pairs of -log sigmoid(z * logit), divided by the global B, and its gradients.
 
@@ -35,11 +48,8 @@ def sigmoid_loss_block(text_embeds, image_embeds, logit_scale, logit_bias, B, di
     xp = get_xp(text_embeds)
     logits = similarity_logits(text_embeds, image_embeds, logit_scale, logit_bias)  # [b, b]
     z = pair_signs(*logits.shape, xp, logits.dtype, diagonal)
-    dlogits = -z * sigmoid(-z * logits) / B  # [b, b]
-    scale = xp.exp(logit_scale)
-    cosine = text_embeds @ image_embeds.T  # [b, b]
-    return (-log_sigmoid(z * logits).sum() / B, dlogits @ image_embeds * scale, dlogits.T @ text_embeds * scale,
-            (dlogits * cosine).sum().reshape(1) * scale, dlogits.sum().reshape(1))  # fmt: skip
+    dlogits = sigmoid_loss_backward(logits, z, B)
+    return (-log_sigmoid(z * logits).sum() / B, *similarity_logits_backward(dlogits, text_embeds, image_embeds, logit_scale))
 
 
 def sigmoid_loss_and_grads(text_embeds, image_embeds, logit_scale, logit_bias):  # [B, D] x2 -> loss, 4 grads
