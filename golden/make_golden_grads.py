@@ -1,6 +1,6 @@
 """Generate the gradient goldens: torch autograd's gradients of the sigmoid loss on the tiny golden checkpoints.
 
-    python golden/make_golden_grads.py            # rewrites golden/grads/ (one file per case + manifest.json)
+    python golden/make_golden_grads.py            # rewrites golden/grads/ (one file per case, optim_f64, manifest.json)
     python golden/make_golden_grads.py --check    # regenerates into a temp dir and compares bit for bit
 
 For each two-tower checkpoint of golden/model/checkpoints (`fixres`, `naflex`) and a square batch of 4 pairs
@@ -128,6 +128,31 @@ def autograd(model_cls, folder, batch, dtype, call=None):
     return out.loss.detach().numpy(), as_numpy(param_grads), as_numpy(stage_grads)
 
 
+# One golden of the optimizers themselves: torch.optim applied to a few parameters of the naflex checkpoint with the
+# naflex case's float64 gradients, two steps (the gradient, then minus half of it), in float64.
+OPTIM_KEYS = ["logit_scale", "logit_bias", "vision_model.head.probe", "vision_model.encoder.layers.0.mlp.fc1.weight",
+              "text_model.encoder.layers.1.mlp.fc2.bias", "vision_model.embeddings.position_embedding.weight"]  # fmt: skip
+OPTIMIZERS = {"adamw": ("AdamW", dict(lr=1e-3, betas=(0.9, 0.98), eps=1e-8, weight_decay=1e-4)),
+              "sgd": ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=1e-4))}  # fmt: skip
+
+
+def optimizer_golden(folder, grads):
+    """{'param.<key>', 'grad.<key>', '<optimizer>.<key>' (after two steps)} for OPTIM_KEYS."""
+    from safetensors.numpy import load_file as load
+
+    start = {k: v.astype(np.float64) for k, v in load(str(folder / "model.safetensors")).items() if k in OPTIM_KEYS}
+    arrays = {f"param.{k}": v for k, v in start.items()} | {f"grad.{k}": grads[f"grad.{k}"] for k in OPTIM_KEYS}
+    for name, (cls_name, settings) in OPTIMIZERS.items():
+        tensors = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
+        optimizer = getattr(torch.optim, cls_name)(list(tensors.values()), **settings)
+        for factor in (1.0, -0.5):
+            for k, t in tensors.items():
+                t.grad = torch.from_numpy(factor * grads[f"grad.{k}"])
+            optimizer.step()
+        arrays |= {f"{name}.{k}": t.detach().numpy() for k, t in tensors.items()}
+    return arrays
+
+
 def rel(a, b):
     return float(np.abs(a.astype(np.float64) - b).max() / (np.abs(b).max() or 1.0))
 
@@ -154,6 +179,15 @@ def generate(root):
                         "torch_float32_rel": torch32})  # fmt: skip
         print(f"  {case:18s} {len(arrays):3d} tensors {path.stat().st_size / 1024:7.1f} KiB  loss {float(loss):.6f}  "
               f"torch float32 vs float64: worst parameter-relative {torch32:.2e}")  # fmt: skip
+    arrays = optimizer_golden(HERE / "model" / "checkpoints" / "naflex", params)  # params: the naflex case, last
+    meta = {"format": FORMAT, **versions(), "generator": "golden/make_golden_grads.py", "checkpoint": "naflex",
+            "dtype": "float64", "optimizers": {k: {"class": c, **kw} for k, (c, kw) in OPTIMIZERS.items()},
+            "steps": "two: the naflex_grad_f64 gradient, then -0.5 times it", "keys": OPTIM_KEYS}  # fmt: skip
+    path = root / "optim_f64.safetensors"
+    save_file(arrays, str(path), metadata={"meta": json.dumps(meta, sort_keys=True)})
+    entries.append({"case": "optim_f64", "file": path.name, "checkpoint": "naflex", "num_tensors": len(arrays),
+                    "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})  # fmt: skip
+    print(f"  optim_f64          {len(arrays):3d} tensors {path.stat().st_size / 1024:7.1f} KiB  torch.optim AdamW and SGD, two steps")
     manifest = {"format": FORMAT, **versions(), "generator": "golden/make_golden_grads.py", "cases": entries}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
@@ -174,7 +208,7 @@ def main(argv=None):
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
-        bad = [f"{case}: {k}" for case in CASES for k, v in load_file(Path(tmp) / f"{case}.safetensors").items()
+        bad = [f"{case}: {k}" for case in [*CASES, "optim_f64"] for k, v in load_file(Path(tmp) / f"{case}.safetensors").items()
                if not np.array_equal(v, load_file(args.out / f"{case}.safetensors")[k])]  # fmt: skip
     print("\n".join(bad) if bad else "check: regenerated gradient goldens equal the committed ones")
     return 1 if bad else 0

@@ -72,3 +72,30 @@ def test_finetune_batches_never_repeat_a_label():
     assert len(images) == len(texts) == 40
     with pytest.raises(ValueError):
         draw_batch(np.random.default_rng(3), len(PAIRS) + 1)
+
+
+def test_two_steps_match_the_torch_optim_golden():
+    """golden/grads/optim_f64: torch.optim.AdamW and SGD, two float64 steps on a few naflex parameters."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    path = Path(__file__).resolve().parent.parent / "golden" / "grads" / "optim_f64.safetensors"
+    with safe_open(str(path), "np") as f:
+        meta = json.loads(f.metadata()["meta"])
+    arrays = load_file(str(path))
+    params = {k: arrays[f"param.{k}"] for k in meta["keys"]}
+    grads = {k: arrays[f"grad.{k}"] for k in meta["keys"]}
+    for name, cls in (("adamw", AdamW), ("sgd", SGD)):
+        settings = {k: v for k, v in meta["optimizers"][name].items() if k != "class"}
+        settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+        opt = cls(**settings)
+        state = opt.init(params)
+        current = params
+        for factor in (1.0, -0.5):
+            current, state = opt.step(current, {k: factor * g for k, g in grads.items()}, state)
+        for key in meta["keys"]:
+            want = arrays[f"{name}.{key}"]
+            update = float(np.abs(want - params[key]).max())
+            assert float(np.abs(current[key] - want).max()) <= 1e-12 * update, f"{name} {key}"
