@@ -7,7 +7,8 @@ The task is a domain shift: photographic negatives of the drawings the demo mode
 colours inverted with PIL.ImageOps.invert). The demo model has never seen them: zero-shot over the 40
 "colour shape" labels it names no negative correctly. Fine-tuning on negatives with their usual captions
 (fresh drawings every step; each batch holds distinct (colour, shape) pairs so that no off-diagonal pair is a
-true match), with AdamW and the sigmoid loss, teaches it the new domain; zero-shot top-1 on negatives and on
+true match), with AdamW and the sigmoid loss, teaches it the new domain. Half of every batch stays ordinary
+drawings (`--negatives`, the fraction), so that it does not forget them; zero-shot top-1 on negatives and on
 ordinary drawings is reported before and after. The output folder has the demo's layout (config, tokenizer,
 preprocessor, model.safetensors).
 """
@@ -34,11 +35,12 @@ from .optim import AdamW
 PAIRS = [(c, s) for c in shapes.COLOURS for s in shapes.SHAPES]  # the 40 "colour shape" labels
 
 
-def draw_batch(rng, size, negative=True):
-    """`size` drawings (negatives by default) with captions; their (colour, shape) pairs are all different."""
+def draw_batch(rng, size, negatives=0.5):
+    """`size` captioned drawings, the first `negatives` fraction of them inverted; all (colour, shape) pairs differ."""
     chosen = [PAIRS[i] for i in rng.choice(len(PAIRS), size=size, replace=False)]
     images, texts = [], []
-    for colour, shape in chosen:
+    for k, (colour, shape) in enumerate(chosen):
+        negative = k < round(negatives * size)
         position = shapes.POSITIONS[rng.integers(len(shapes.POSITIONS))]
         image = shapes.draw(colour, shape, position, rng, size=shapes.random_size(rng))
         images.append(ImageOps.invert(image) if negative else image)
@@ -70,7 +72,8 @@ def save_checkpoint(model, source, out):
     save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
 
 
-def finetune(variant="naflex", steps=300, batch=8, lr=1e-3, weight_decay=1e-4, seed=0, log_every=25, log=print):
+def finetune(variant="naflex", steps=300, batch=8, lr=1e-3, weight_decay=1e-4, seed=0, log_every=25, log=print,
+             negatives=0.5):  # fmt: skip
     """Train the demo model `variant` in place of a copy; returns (model, processor, [loss per step])."""
     source = demo_path(variant)
     config = load_config(source)
@@ -81,7 +84,7 @@ def finetune(variant="naflex", steps=300, batch=8, lr=1e-3, weight_decay=1e-4, s
     rng = np.random.default_rng(seed)
     losses, start = [], time.perf_counter()
     for step in range(1, steps + 1):
-        images, texts = draw_batch(rng, batch)
+        images, texts = draw_batch(rng, batch, negatives)
         loss, grads = loss_and_grads(model, processor(text=texts, images=images))
         model.params, state = optimizer.step(model.params, grads, state)
         losses.append(float(loss))
@@ -97,17 +100,20 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=8, help="pairs per step (distinct colour-shape pairs, at most 40)")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--negatives", type=float, default=0.5, help="fraction of each batch that is inverted (0..1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-images", type=int, default=200)
     parser.add_argument("--out", default="demo-finetuned", help="output checkpoint folder")
     args = parser.parse_args(argv)
     if not 2 <= args.batch <= len(PAIRS) or args.steps < 1:
         parser.error(f"--batch must be 2..{len(PAIRS)} (distinct colour-shape pairs) and --steps at least 1")
+    if not 0 <= args.negatives <= 1:
+        parser.error("--negatives must be a fraction between 0 and 1")
     source = demo_path(args.variant)
     before_model = Model(load_config(source), load_params(source, load_config(source), "float32"), path=source)
     before = evaluate(before_model, load_processor(source), args.eval_images, seed=12345)
     print(f"before: zero-shot top-1 over 40 labels {before[0]:.3f} on negatives, {before[1]:.3f} on the original drawings")
-    model, processor, losses = finetune(args.variant, args.steps, args.batch, args.lr, seed=args.seed)
+    model, processor, losses = finetune(args.variant, args.steps, args.batch, args.lr, seed=args.seed, negatives=args.negatives)
     after = evaluate(model, processor, args.eval_images, seed=12345)
     print(f"after:  zero-shot top-1 over 40 labels {after[0]:.3f} on negatives, {after[1]:.3f} on the original drawings")
     first, last = np.mean(losses[:25]), np.mean(losses[-25:])
