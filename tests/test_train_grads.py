@@ -168,3 +168,20 @@ def test_bad_batches_get_specific_errors():
         loss_and_grads(load_model(CHECKPOINTS / "naflex", dtype="float16", fast=False), batch)
     with pytest.raises(InputError, match="needs a two-tower SigLIP model"):
         loss_and_grads(load_model(CHECKPOINTS / "naflex_vision", fast=False), batch)
+
+
+def test_gradient_dumps_compare_clean_against_the_golden(tmp_path, capsys):
+    """dump_grads writes ours and autograd's as dumps; the porter's compare finds no divergent gradient stage."""
+    from siglip2_ref.porting.compare import compare_dumps, first_divergence
+    from siglip2_ref.porting.dump import read_dump
+    from siglip2_ref.train import dump_grads
+
+    golden_file = str(GRADS / "naflex_grad_f64.safetensors")
+    assert dump_grads.main([golden_file, "-o", str(tmp_path / "ours.safetensors")]) == 0
+    assert dump_grads.main([golden_file, "--as-dump", "-o", str(tmp_path / "autograd.safetensors")]) == 0
+    results = compare_dumps(read_dump(tmp_path / "ours.safetensors"), read_dump(tmp_path / "autograd.safetensors"))
+    compared = [r for r in results if r.stage.startswith("grad.") and r.verdict == "ok"]
+    assert len(compared) > 90 and first_divergence(results) is None
+    assert [r.stage for r in results].index("grad.image_embeds") > [r.stage for r in results].index("loss")
+    assert dump_grads.main([str(GRADS / "optim_f64.safetensors"), "-o", str(tmp_path / "x.safetensors")]) == 1
+    assert "not a gradient golden case" in capsys.readouterr().err

@@ -36,11 +36,17 @@ def read_golden(path):
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    with safe_open(str(path), "np") as f:
-        meta = json.loads((f.metadata() or {}).get("meta", "null"))
-    if not meta or "generator" not in meta:
-        raise ValueError(f"{path}: not a gradient golden (no 'meta' with a 'generator'); see golden/README.md")
-    return meta, load_file(str(path))
+    try:
+        with safe_open(str(path), "np") as f:
+            meta = json.loads((f.metadata() or {}).get("meta", "null"))
+        arrays = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types; json its own
+        raise ValueError(f"{path}: not a readable safetensors file with JSON metadata ({type(e).__name__}: {e})") from None
+    needed = ("input.input_ids", "input.pixel_values", "loss")
+    if not isinstance(meta, dict) or "checkpoint" not in meta or not all(k in arrays for k in needed):
+        raise ValueError(f"{path}: not a gradient golden case (expected meta with a 'checkpoint' and tensors {list(needed)}, "
+                         "grad.*); see golden/README.md")  # fmt: skip
+    return meta, arrays
 
 
 def gradient_dump(model, arrays, devices=1):
@@ -71,7 +77,11 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     parser.add_argument("--as-dump", action="store_true", help="write the golden's autograd numbers as a dump instead")
     args = parser.parse_args(argv)
-    meta, arrays = read_golden(args.golden)
+    try:
+        meta, arrays = read_golden(args.golden)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     model = load_model(args.model or GOLDEN_CHECKPOINTS / meta["checkpoint"], dtype=args.dtype, fast=False)
     stages, manifest = gradient_dump(model, {k[6:]: v for k, v in arrays.items() if k.startswith("input.")})
     if args.as_dump:
