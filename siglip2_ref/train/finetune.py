@@ -1,6 +1,6 @@
 """Fine-tune the shipped demo model with the NumPy backward, and write a checkpoint transformers loads.
 
-    python -m siglip2_ref.train.finetune                        # 300 steps of 8 pairs, writes ./demo-finetuned
+    python -m siglip2_ref.train.finetune                        # 300 steps of 16 pairs, writes ./demo-finetuned
     python -m siglip2_ref.train.finetune --steps 50 --out /tmp/ft --variant fixres
 
 The task is a domain shift: photographic negatives of the drawings the demo model was trained on (shapes.py,
@@ -72,7 +72,7 @@ def save_checkpoint(model, source, out):
     save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
 
 
-def finetune(variant="naflex", steps=300, batch=8, lr=1e-3, weight_decay=1e-4, seed=0, log_every=25, log=print,
+def finetune(variant="naflex", steps=300, batch=16, lr=5e-4, weight_decay=1e-4, seed=0, log_every=25, log=print,
              negatives=0.5):  # fmt: skip
     """Train the demo model `variant` in place of a copy; returns (model, processor, [loss per step])."""
     source = demo_path(variant)
@@ -98,8 +98,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", default="naflex", choices=("naflex", "fixres"))
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=8, help="pairs per step (distinct colour-shape pairs, at most 40)")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=16, help="pairs per step (distinct colour-shape pairs, at most 40)")
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--negatives", type=float, default=0.5, help="fraction of each batch that is inverted (0..1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-images", type=int, default=200)
