@@ -31,7 +31,7 @@ def test_model_math_imports_no_preprocessing_tools_or_command_line():
 
 # Subpackages from the bottom up: each imports only from layers below it (the package root re-exports, and
 # gives its __version__ to everyone, so it is left out).
-LAYERS = ({"errors", "backend"}, {"checkpoint"}, {"model", "preprocess", "demo"}, {"tasks", "porting"},
+LAYERS = ({"errors", "backend"}, {"checkpoint"}, {"model", "preprocess", "demo"}, {"tasks"}, {"train"}, {"porting"},
           {"cli", "bench"}, {"__main__"})  # fmt: skip
 
 

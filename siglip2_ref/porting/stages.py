@@ -10,12 +10,16 @@ The names are those of the golden files (golden/README.md) and of `siglip2-ref d
 Preprocessing stages (`text.normalized`, `text.input_ids`, `image.rgb.{k}`, `image.resized.{k}`,
 `image.normalized.{k}`, `vision.pixel_values`, `vision.pixel_attention_mask`, `vision.spatial_shapes`) come from
 `conventions.preprocess`; `pipeline_order` sorts any set of stage names in the order the data flows.
+Training stages are gradients: `grad.<stage>` (d loss / d that stage, e.g. `grad.vision.hidden_states.2`) and
+`grad.<checkpoint key>` (d loss / d that parameter); they sort after the forward stages, in the order the
+backward pass produces them (`gradient_stages`, train/grads.py).
 docs/stages.md lists every name with its shape and its transformers / big_vision counterpart.
 """
 
 import re
 
 from ..model.head import sigmoid
+from ..train.grads import GRAD_PREFIX, flatten, loss_and_grads
 
 # Pipeline order: text, then image, then the joint head; within a tower, layer i's attention weights come
 # before its output hidden_states.{i+1}. Per-image preprocessing stages are grouped by step, then by image.
@@ -33,7 +37,12 @@ _PER_IMAGE = re.compile(r"^(image\.(?:rgb|resized|normalized))\.(\d+)$")
 
 
 def stage_key(name):
-    """Sort key placing `name` in pipeline order; unknown names go last, alphabetically."""
+    """Sort key placing `name` in pipeline order; unknown names go last, alphabetically, then the gradients."""
+    if name.startswith(GRAD_PREFIX):
+        inner = stage_key(name[len(GRAD_PREFIX) :])
+        if inner[0] < len(PIPELINE):  # d loss / d a forward stage: the backward visits them in reverse
+            return (len(PIPELINE) + 1, 0, -inner[0], -inner[1], "")
+        return (len(PIPELINE) + 1, 1, 0, 0, inner[2])  # d loss / d a parameter, by checkpoint key
     layer = _LAYER.match(name)
     if layer and not (layer[2] == "hidden_states" and layer[3] == "0"):
         tower, kind, i = layer[1], layer[2], int(layer[3])
@@ -85,3 +94,14 @@ def run_stages(model, input_ids=None, pixel_values=None, attention_mask=None, pi
         if return_loss:
             stages["loss"] = joint.loss
     return stages
+
+
+def gradient_stages(model, input_ids, pixel_values, attention_mask=None, pixel_attention_mask=None, spatial_shapes=None,
+                    interpolate_pos_encoding=False, devices=1):  # fmt: skip
+    """`loss` and every gradient stage (`grad.<stage>`, `grad.<checkpoint key>`) of one batch of matching pairs."""
+    batch = dict(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+                 pixel_attention_mask=pixel_attention_mask, spatial_shapes=spatial_shapes,
+                 interpolate_pos_encoding=interpolate_pos_encoding)  # fmt: skip
+    stages = {}
+    loss, grads = loss_and_grads(model, batch, devices=devices, stage_grads=stages)
+    return {"loss": loss} | stages | {GRAD_PREFIX + key: value for key, value in flatten(grads).items()}
