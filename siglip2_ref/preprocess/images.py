@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..checkpoint.config import json_object
+from . import fast as fast_path
 from .image_config import detect_variant, merged_config, read_preprocessor_config
 from .resize import resize, resize_float_torchvision
 
@@ -68,16 +69,15 @@ def sixteen_bit_to_uint8(values):  # [...] integer 0..65535 -> [...] uint8
     return ((values + 128) // 257).astype(np.uint8)
 
 
-def pil_to_rgb(image):  # PIL.Image -> [3, H, W] uint8
-    """RGB pixels of a PIL image of any mode; transparency is composited onto white.
+def pil_rgb_image(image):  # PIL.Image any mode -> PIL.Image "RGB"
+    """An RGB PIL image of any mode; transparency is composited onto white.
 
     Mirrors: transformers 5.x image_transforms.convert_to_rgb (do_convert_rgb=True); 16-bit modes are scaled.
     """
     if image.width < 1 or image.height < 1:
         raise ImageInputError(f"image has zero size {image.width}x{image.height} (width x height)")
     if image.mode in SIXTEEN_BIT_MODES:
-        gray = sixteen_bit_to_uint8(np.asarray(image))  # [H, W]
-        return np.repeat(gray[None], 3, axis=0)
+        return Image.fromarray(sixteen_bit_to_uint8(np.asarray(image))).convert("RGB")  # grey [H, W] repeated
     if image.mode == "F":
         if np.isnan(np.asarray(image)).any():
             raise ImageInputError("mode 'F' image contains NaN pixels")
@@ -91,7 +91,12 @@ def pil_to_rgb(image):  # PIL.Image -> [3, H, W] uint8
             image = image.convert("RGB")
     except (ValueError, OSError) as e:
         raise ImageInputError(f"cannot convert a mode {image.mode!r} image to RGB: {e}") from e
-    return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
+    return image
+
+
+def pil_to_rgb(image):  # PIL.Image -> [3, H, W] uint8
+    """RGB pixels of a PIL image of any mode, channels first (see `pil_rgb_image`)."""
+    return np.ascontiguousarray(np.asarray(pil_rgb_image(image)).transpose(2, 0, 1))
 
 
 def channels_first(array):  # [H, W] | [H, W, C] | [C, H, W] -> [C, H, W]
@@ -320,12 +325,13 @@ class ImageProcessor:
     Siglip2ImageProcessorPil (NaFlex) of transformers 5.24.
     """
 
-    def __init__(self, variant="naflex", resize_backend="pil", pass_order="pillow13", **config):
+    def __init__(self, variant="naflex", resize_backend="pil", pass_order="pillow13", fast=True, **config):
         if variant not in ("fixres", "naflex"):
             raise ValueError(f"variant must be 'fixres' or 'naflex', got {variant!r}")
         if resize_backend not in RESIZE_BACKENDS:
             raise ValueError(f"resize_backend must be one of {RESIZE_BACKENDS}, got {resize_backend!r}")
         self.variant, self.resize_backend, self.pass_order = variant, resize_backend, pass_order
+        self.fast = fast  # False: every image through the readable reference steps below (same numbers)
         self.config = merged_config(variant, config)
 
     def __repr__(self):
@@ -345,15 +351,36 @@ class ImageProcessor:
         if unknown:
             raise TypeError(f"unexpected image processor option(s) {sorted(unknown)}; known: {sorted(self.config)}")
         cfg = merged_config(self.variant, {**self.config, **overrides})
-        rgb = [to_rgb(img, self.resize_backend) for img in as_image_list(images)]
+        outs = [self.one(img, cfg) for img in as_image_list(images)]
         if self.variant == "fixres":
-            return {"pixel_values": np.stack([self.fixres_one(x, cfg) for x in rgb])}  # [I, 3, h, w]
-        outs = [self.naflex_one(x, cfg) for x in rgb]
+            return {"pixel_values": np.stack(outs)}  # [I, 3, h, w]
         return {
             "pixel_values": np.stack([o[0] for o in outs]),  # [I, N, P] float32
             "pixel_attention_mask": np.stack([o[1] for o in outs]),  # [I, N] int32
             "spatial_shapes": np.array([o[2] for o in outs], dtype=np.int64),  # [I, 2]
         }
+
+    def one(self, image, cfg):
+        """One image: the fast path (preprocess/fast.py) for uint8 pixels and do_resize, else the reference steps."""
+        if isinstance(image, (str, os.PathLike)):
+            image = open_image_file(image)
+        rgb = pil_rgb_image(image) if isinstance(image, Image.Image) else to_rgb(image, self.resize_backend)
+        if self.fast and cfg["do_resize"] and (isinstance(rgb, Image.Image) or rgb.dtype == np.uint8):
+            return self.fast_one(rgb, cfg)
+        rgb = pil_to_rgb(rgb) if isinstance(rgb, Image.Image) else rgb
+        return self.fixres_one(rgb, cfg) if self.variant == "fixres" else self.naflex_one(rgb, cfg)
+
+    def fast_one(self, rgb, cfg):  # PIL.Image RGB | [3, H, W] uint8 -> as fixres_one / naflex_one
+        """Resize (Pillow when it agrees), then one gather through the normalised value table [3, 256]."""
+        table = rescale_and_normalize(fast_path.levels(), cfg, self.resize_backend)[:, 0]  # [3, L]
+        if self.variant == "fixres":
+            size = (cfg["size"]["height"], cfg["size"]["width"])
+            return fast_path.gather_image(fast_path.resize_hwc(rgb, size, cfg["resample"], self.resize_backend, self.pass_order), table)
+        p, n_max = cfg["patch_size"], cfg["max_num_patches"]
+        size = get_image_size_for_max_num_patches(*fast_path.image_size(rgb), p, n_max)
+        hwc = fast_path.resize_hwc(rgb, size, cfg["resample"], self.resize_backend, self.pass_order)  # [h, w, 3]
+        patches, mask = fast_path.gather_patches(hwc, table, p, n_max)
+        return patches, mask, (size[0] // p, size[1] // p)
 
     preprocess = __call__
 
