@@ -15,6 +15,7 @@ from golden.preprocess_goldens import load_meta
 from golden.synthetic_images import CASES, CASES_BY_NAME, draw
 from siglip2_ref.preprocess import fast
 from siglip2_ref.preprocess.images import ImageProcessor
+from siglip2_ref.preprocess.resize import resize_torchvision, torch_axis_table
 
 META = load_meta()
 CONFIGS = sorted(META["configs"])
@@ -89,3 +90,23 @@ def test_a_pillow_that_disagrees_falls_back_to_the_numpy_resize(monkeypatch):
     quick, reference = processors("naflex256", "pil")
     assert_same(quick(image), reference(image), "fallback")
     assert fast._AGREES == {("pillow13", "bilinear"): False}
+
+
+@pytest.mark.parametrize("resample", ["bilinear", "bicubic"])
+def test_banded_gemm_resize_equals_the_torchvision_reference(resample):
+    """Random sizes: up- and downscales, 1-pixel edges, one axis unchanged, and downscales deep enough (> 4x) that
+    the band needs float64 to stay exact."""
+    rng = np.random.default_rng(16 if resample == "bilinear" else 61)
+    pairs = [((1, 1), (5, 3)), ((2000, 37), (100, 37)), ((40, 2300), (40, 90)), ((1, 900), (16, 1))]
+    pairs += [((int(rng.integers(1, 700)), int(rng.integers(1, 700))), (int(rng.integers(1, 300)), int(rng.integers(1, 300))))
+              for _ in range(30)]  # fmt: skip
+    dtypes = set()
+    for (H, W), (h, w) in pairs:
+        chw = rng.integers(0, 256, (3, H, W), dtype=np.uint8)
+        expected = resize_torchvision(chw, (h, w), resample)
+        for rgb in (chw, Image.fromarray(np.ascontiguousarray(chw.transpose(1, 2, 0)))):
+            got = fast.resize_torchvision_chw(rgb, (h, w), resample)
+            assert np.array_equal(got, expected), f"{H}x{W} -> {h}x{w} {resample}"
+        for n_in, n_out in ((W, w), (H, h)):
+            dtypes.add(fast.band_matrix(torch_axis_table(n_in, n_out, resample), n_in).dtype)
+    assert dtypes == {np.dtype(np.float32), np.dtype(np.float64)}

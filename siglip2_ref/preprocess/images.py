@@ -375,11 +375,11 @@ class ImageProcessor:
         table = rescale_and_normalize(fast_path.levels(), cfg, self.resize_backend)[:, 0]  # [3, L]
         if self.variant == "fixres":
             size = (cfg["size"]["height"], cfg["size"]["width"])
-            return fast_path.gather_image(fast_path.resize_hwc(rgb, size, cfg["resample"], self.resize_backend, self.pass_order), table)
+            return fast_path.gather_image(fast_path.resize_chw(rgb, size, cfg["resample"], self.resize_backend, self.pass_order), table)
         p, n_max = cfg["patch_size"], cfg["max_num_patches"]
         size = get_image_size_for_max_num_patches(*fast_path.image_size(rgb), p, n_max)
-        hwc = fast_path.resize_hwc(rgb, size, cfg["resample"], self.resize_backend, self.pass_order)  # [h, w, 3]
-        patches, mask = fast_path.gather_patches(hwc, table, p, n_max)
+        chw = fast_path.resize_chw(rgb, size, cfg["resample"], self.resize_backend, self.pass_order)  # [3, h, w]
+        patches, mask = fast_path.gather_patches(chw, table, p, n_max)
         return patches, mask, (size[0] // p, size[1] // p)
 
     preprocess = __call__
