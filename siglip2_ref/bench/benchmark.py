@@ -29,6 +29,7 @@ import numpy as np
 
 from ..checkpoint.config import parse_config
 from ..checkpoint.weights import STORAGE_DTYPES, expected_shapes
+from .timing import interleaved_times, median_time, paired_ratio  # noqa: F401 (paired_ratio: tests call bench.paired_ratio)
 
 BASE_TEXT = dict(vocab_size=256000, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                  max_position_embeddings=64, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=768,
@@ -185,18 +186,6 @@ def split_matmul(x, w, out, threads):
     return run
 
 
-def median_time(fn, repeats, warmup=1):
-    """Median wall time of fn() over `repeats` runs after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 # ---------------------------------------------------------------- the two implementations
 
 
@@ -318,26 +307,6 @@ def table(rows):
                      fmt(r.get("floor_hf"), ".2f"), fmt(r.get("plain")), fmt(r.get("load_avg"), ".1f")) for r in rows]  # fmt: skip
     widths = [max(len(row[i]) for row in out) for i in range(len(head))]
     return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in out[:1] + [["-" * w for w in widths]] + out[1:])
-
-
-def paired_ratio(a, b):
-    """Median of a[i] / b[i] over the repeats: each pair ran back to back, under the same machine speed."""
-    return statistics.median(x / y for x, y in zip(a, b))
-
-
-def interleaved_times(calls, repeats):  # {name: fn} -> {name: [seconds per repeat]}
-    """One warm-up each, then `repeats` rounds (3 when a round takes over 10 s) running every call back to back."""
-    warm = time.perf_counter()
-    for fn in calls.values():
-        fn()
-    repeats = repeats if time.perf_counter() - warm < 10 else min(repeats, 3)
-    times = {k: [] for k in calls}
-    for _ in range(repeats):
-        for k, fn in calls.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return times
 
 
 def bench_workloads(names, paths, args, use_hf):

@@ -19,11 +19,13 @@ Shape alphabet as in images.py; L the 256 uint8 levels.
 import numpy as np
 from PIL import Image
 
+from ..model.fast import ThreadpoolController
 from .resize import RESAMPLE_NAMES, resize, resize_pil, torch_axis_table
 
 PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 PROBES = (((300, 20), (40, 10)), ((37, 53), (16, 24)), ((5, 7), (16, 32)), ((64, 900), (30, 17)), ((480, 640), (224, 288)))
 _AGREES = {}  # (pass_order, filter) -> bool, filled by the first call
+_POOL = {}  # the threadpoolctl controller, made on first use
 
 
 def pillow_resize(image, size, resample):  # PIL.Image RGB -> [h, w, 3] uint8
@@ -130,14 +132,26 @@ def round_shift(acc, precision):  # [...] float holding exact integers -> [...] 
     return np.clip(np.floor(acc, out=acc), 0, 255, out=acc).astype(np.uint8)
 
 
-def width_pass(hwc, w, resample, rows=128):  # [H, W, 3] u8 -> [3, H, w] u8
-    """torchvision's horizontal pass: rows converted to floats channels first, a block at a time, times the band."""
+def run_blocks(fn, tasks):
+    """fn(task) for every task, BLAS single-threaded meanwhile: these GEMMs are small, and BLAS's thread hand-offs
+    cost more than they gain (several times more when other processes share the cores)."""
+    if "controller" not in _POOL:
+        _POOL["controller"] = ThreadpoolController() if ThreadpoolController is not None else None
+    if _POOL["controller"] is None:
+        return [fn(task) for task in tasks]
+    with _POOL["controller"].limit(limits=1, user_api="blas"):
+        return [fn(task) for task in tasks]
+
+
+def width_pass(hwc, w, resample, rows=32):  # [H, W, 3] u8 -> [3, H, w] u8
+    """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
     H, W, C = hwc.shape
     start, weights, precision = table = torch_axis_table(W, w, RESAMPLE_NAMES[resample])
     band = band_matrix(table, W).T  # [W, w]
     blocks = output_blocks(start, weights.shape[1], W)
     out = np.empty((C, H, w), np.uint8)
-    for r0 in range(0, H, rows):
+
+    def row_block(r0):
         src = np.empty((C, min(rows, H - r0), W), band.dtype)  # [C, r, W]
         np.copyto(src, hwc[r0 : r0 + rows].transpose(2, 0, 1), casting="unsafe")
         src = src.reshape(-1, W)  # [C r, W]
@@ -145,6 +159,8 @@ def width_pass(hwc, w, resample, rows=128):  # [H, W, 3] u8 -> [3, H, w] u8
         for o0, o1, lo, hi in blocks:
             acc[:, o0:o1] = src[:, lo:hi] @ band[lo:hi, o0:o1]
         out[:, r0 : r0 + rows] = round_shift(acc, precision).reshape(C, -1, w)
+
+    run_blocks(row_block, range(0, H, rows))
     return out
 
 
@@ -154,10 +170,14 @@ def height_pass(chw, h, resample):  # [3, H, w] u8 -> [3, h, w] u8
     start, weights, precision = table = torch_axis_table(H, h, RESAMPLE_NAMES[resample])
     band = band_matrix(table, H)  # [h, H]
     src = chw.astype(band.dtype)
-    acc = np.empty((C, h, w), band.dtype)
-    for o0, o1, lo, hi in output_blocks(start, weights.shape[1], H):
-        acc[:, o0:o1] = band[o0:o1, lo:hi] @ src[:, lo:hi]
-    return round_shift(acc, precision)
+    out = np.empty((C, h, w), np.uint8)
+
+    def row_block(block):
+        o0, o1, lo, hi = block
+        out[:, o0:o1] = round_shift(band[o0:o1, lo:hi] @ src[:, lo:hi], precision)
+
+    run_blocks(row_block, output_blocks(start, weights.shape[1], H))
+    return out
 
 
 def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, H, W] u8 -> [3, h, w] u8
