@@ -101,18 +101,19 @@ def gather_image(chw, table):  # [C, h, w] u8, [C, L] -> [C, h, w]
 # ----------------------------------------------------------------------------------------------------------------
 # torchvision's uint8 resize as banded matrix multiplies
 #
-# Each output of a pass is an integer sum of K products (uint8 pixel x integer weight), then a rounding shift. All
-# terms are integers, so a float GEMM computes the sum exactly as long as no partial sum leaves the float's integer
-# range: 255 * sum |w| < 2^24 for float32 (checked per table; else float64, exact below 2^53). The weight table is
-# laid out as a dense band [n_in, O]; outputs go in blocks of G, each multiplying only its window of inputs.
+# Each output of a pass is an integer sum of K products (uint8 pixel x integer weight < 2^15, each product exact in
+# float32), then a rounding shift (acc + 2^(p-1)) >> p. A float32 GEMM adds the products with a rounding error of at
+# most gamma_n sum|x w| (n terms, gamma_n = n u / (1 - n u), u = 2^-24; zero when 255 sum|w| < 2^24: every partial sum
+# is then an exact integer). Where that error cannot move the shifted result, the GEMM's result is the exact one; the
+# few outputs where it could are summed again exactly in integers. The weights are laid out as a dense band; outputs
+# go in blocks, each multiplying only the window of inputs it reads.
 
 
-def band_matrix(table, n_in):  # (start [O], weights int [O, K], precision) -> [O, n_in] float
-    """The pass as a matrix: row o holds output o's integer weights at its taps; float32 if exact, else float64."""
+def band_matrix(table, n_in):  # (start [O], weights int [O, K], precision) -> [O, n_in] float32
+    """The pass as a matrix: row o holds output o's integer weights at its taps."""
     start, weights, _ = table
     O, K = weights.shape
-    dtype = np.float32 if 255 * np.abs(weights).sum(axis=1).max(initial=0) < 2**24 else np.float64
-    band = np.zeros((O, n_in), dtype)
+    band = np.zeros((O, n_in), np.float32)
     taps = start[:, None] + np.arange(K)  # [O, K]
     valid = (taps < n_in) & (weights != 0)
     band[np.nonzero(valid)[0], taps[valid]] = weights[valid]
@@ -125,11 +126,81 @@ def output_blocks(start, K, n_in, block=16):  # -> [(o0, o1, lo, hi)]: outputs o
             for o0 in range(0, O, block)]  # fmt: skip
 
 
-def round_shift(acc, precision):  # [...] float holding exact integers -> [...] uint8
-    """(acc + 2^(p-1)) >> p, clipped to 0..255 (the C code's rounding shift; exact on integers held in floats)."""
-    acc += 1 << (precision - 1)
-    acc *= 1.0 / (1 << precision)
-    return np.clip(np.floor(acc, out=acc), 0, 255, out=acc).astype(np.uint8)
+def error_bound(table, n_terms):  # -> [O] float64: how far acc + 2^(p-1) in float32 may be from the exact value
+    """gamma_n sum|x w| for the GEMM (sum|x w| <= 255 sum|w|) plus the rounding of adding 2^(p-1) in float32; 0 where
+    255 sum|w| + 2^(p-1) < 2^24, so that every partial sum and the addition are exact integers."""
+    l1 = 255.0 * np.abs(table[1]).sum(axis=1) + (1 << (table[2] - 1))  # [O]
+    gamma = n_terms * 2.0**-24 / (1 - n_terms * 2.0**-24)
+    return np.where(l1 < 2**24, 0.0, (gamma * 1.01 + 2.0**-23) * l1 + 1)
+
+
+def round_shift(acc, bound, precision, exact_sums):  # acc [M, O] f32 (overwritten), bound [O] -> [M, O] uint8
+    """(A + 2^(p-1)) >> p clipped to 0..255, for the exact sums A within `bound` of acc. Where a rounding step lies
+    within the bound, A is recomputed in integers: exact_sums(m [k], o [k]) -> int64 [k]."""
+    half = 1 << (precision - 1)
+    acc += half
+    acc *= 1.0 / (1 << precision)  # a power of two: exact
+    q = np.floor(acc)
+    if bound.any():
+        margin = (bound / (1 << precision)).astype(np.float32)  # [O]
+        frac = np.subtract(acc, q, out=acc)  # exact (Sterbenz) except for tiny negative sums, then near 1: redone
+        m, o = np.nonzero((frac < margin) | (frac >= 1 - margin))
+        q[m, o] = (exact_sums(m, o) + half) >> precision
+    return np.clip(q, 0, 255, out=q).astype(np.uint8)
+
+
+def width_pass(hwc, w, resample, rows=32):  # [H, W, 3] u8 -> [H, 3, w] u8
+    """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
+    H, W, C = hwc.shape
+    start, weights, precision = table = torch_axis_table(W, w, RESAMPLE_NAMES[resample])
+    band = band_matrix(table, W).T  # [W, w]
+    blocks = output_blocks(start, weights.shape[1], W)
+    bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
+    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), W - 1)  # [w, K]
+    out = np.empty((H, C, w), np.uint8)
+
+    def row_block(r0):
+        pixels = hwc[r0 : r0 + rows].transpose(2, 0, 1)  # [C, r, W] view
+        src = np.empty(pixels.shape, np.float32)
+        np.copyto(src, pixels, casting="unsafe")
+        src = src.reshape(-1, W)  # [C r, W]
+        acc = np.empty((src.shape[0], w), np.float32)  # [C r, w]
+        for o0, o1, lo, hi in blocks:
+            acc[:, o0:o1] = src[:, lo:hi] @ band[lo:hi, o0:o1]
+
+        def exact_sums(m, o):  # rows m of [C r] and outputs o -> exact integer sums
+            c, r = np.divmod(m, pixels.shape[1])
+            return (pixels[c[:, None], r[:, None], taps[o]].astype(np.int64) * weights[o]).sum(axis=1)
+
+        out[r0 : r0 + rows] = round_shift(acc, bound, precision, exact_sums).reshape(C, -1, w).transpose(1, 0, 2)
+
+    run_blocks(row_block, range(0, H, rows))
+    return out
+
+
+def height_pass(rows_first, h, resample):  # [H, M] u8 (M = 3 w) -> [h, M] u8
+    """torchvision's vertical pass: each block of output rows is its band window times the input rows it reads."""
+    H, M = rows_first.shape
+    start, weights, precision = table = torch_axis_table(H, h, RESAMPLE_NAMES[resample])
+    band = band_matrix(table, H)  # [h, H]
+    blocks = output_blocks(start, weights.shape[1], H)
+    bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
+    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), H - 1)  # [h, K]
+    src = rows_first.astype(np.float32)
+    out = np.empty((h, M), np.uint8)
+
+    def row_block(block):
+        o0, o1, lo, hi = block
+        acc = (band[o0:o1, lo:hi] @ src[lo:hi]).T  # [M, G]: outputs last, as round_shift takes them
+
+        def exact_sums(m, o):  # columns m and outputs o0 + o -> exact integer sums
+            o = o + o0
+            return (rows_first[taps[o], m[:, None]].astype(np.int64) * weights[o]).sum(axis=1)
+
+        out[o0:o1] = round_shift(np.ascontiguousarray(acc), bound[o0:o1], precision, exact_sums).T
+
+    run_blocks(row_block, blocks)
+    return out
 
 
 def run_blocks(fn, tasks):
@@ -143,49 +214,11 @@ def run_blocks(fn, tasks):
         return [fn(task) for task in tasks]
 
 
-def width_pass(hwc, w, resample, rows=32):  # [H, W, 3] u8 -> [3, H, w] u8
-    """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
-    H, W, C = hwc.shape
-    start, weights, precision = table = torch_axis_table(W, w, RESAMPLE_NAMES[resample])
-    band = band_matrix(table, W).T  # [W, w]
-    blocks = output_blocks(start, weights.shape[1], W)
-    out = np.empty((C, H, w), np.uint8)
-
-    def row_block(r0):
-        src = np.empty((C, min(rows, H - r0), W), band.dtype)  # [C, r, W]
-        np.copyto(src, hwc[r0 : r0 + rows].transpose(2, 0, 1), casting="unsafe")
-        src = src.reshape(-1, W)  # [C r, W]
-        acc = np.empty((src.shape[0], w), band.dtype)  # [C r, w]
-        for o0, o1, lo, hi in blocks:
-            acc[:, o0:o1] = src[:, lo:hi] @ band[lo:hi, o0:o1]
-        out[:, r0 : r0 + rows] = round_shift(acc, precision).reshape(C, -1, w)
-
-    run_blocks(row_block, range(0, H, rows))
-    return out
-
-
-def height_pass(chw, h, resample):  # [3, H, w] u8 -> [3, h, w] u8
-    """torchvision's vertical pass: each block of output rows is its band window times the input rows it reads."""
-    C, H, w = chw.shape
-    start, weights, precision = table = torch_axis_table(H, h, RESAMPLE_NAMES[resample])
-    band = band_matrix(table, H)  # [h, H]
-    src = chw.astype(band.dtype)
-    out = np.empty((C, h, w), np.uint8)
-
-    def row_block(block):
-        o0, o1, lo, hi = block
-        out[:, o0:o1] = round_shift(band[o0:o1, lo:hi] @ src[:, lo:hi], precision)
-
-    run_blocks(row_block, output_blocks(start, weights.shape[1], H))
-    return out
-
-
-def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, H, W] u8 -> [3, h, w] u8
+def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, H, W] u8 -> [3, h, w] u8 (maybe a view)
     """`resize.resize_torchvision`'s numbers: width pass, then height pass, each only if that size changes."""
-    chw = None if isinstance(rgb, Image.Image) else rgb
     (H, W), (h, w) = image_size(rgb), size
-    if w != W:
-        chw = width_pass(np.asarray(rgb) if chw is None else chw.transpose(1, 2, 0), w, resample)
-    elif chw is None:
-        chw = np.asarray(rgb).transpose(2, 0, 1)
-    return height_pass(chw, h, resample) if h != H else chw
+    hwc = np.asarray(rgb) if isinstance(rgb, Image.Image) else rgb.transpose(1, 2, 0)  # [H, W, 3]
+    x = width_pass(hwc, w, resample) if w != W else hwc.transpose(0, 2, 1)  # [H, 3, w]
+    if h != H:
+        x = height_pass(np.ascontiguousarray(x).reshape(H, 3 * w), h, resample).reshape(h, 3, w)
+    return x.transpose(1, 0, 2)  # [3, h, w]
