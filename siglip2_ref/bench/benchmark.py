@@ -7,7 +7,7 @@ attention when it is installed, and NumPy's matrix multiply alone on the workloa
 "GEMM floor": what the workload would cost if everything but the matrix multiplies were free). Peak RSS
 is measured per workload in a fresh subprocess. docs/performance.md describes the method and the results.
 
-Long (about 490 lines) on purpose: one benchmark run (workloads, child processes, paired timing, the
+Long (about 530 lines) on purpose: one benchmark run (workloads, child processes, paired timing, the
 tables) reads top to bottom; it is a measuring tool, not part of the model a reader studies.
 """
 
