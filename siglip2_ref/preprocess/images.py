@@ -60,7 +60,8 @@ def open_image_file(path):
         raise ImageTooLargeError(f"{path}: {e}") from e
     except (OSError, SyntaxError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
         raise ImageFileError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-    return ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # the same pixels as the copy transformers makes, without the copy
+    return image
 
 
 def sixteen_bit_to_uint8(values):  # [...] integer 0..65535 -> [...] uint8
