@@ -149,7 +149,7 @@ def round_shift(acc, bound, precision, exact_sums):  # acc [M, O] f32 (overwritt
     return np.clip(q, 0, 255, out=q).astype(np.uint8)
 
 
-def width_pass(hwc, w, resample, rows=32):  # [H, W, 3] u8 -> [H, 3, w] u8
+def width_pass(hwc, w, resample, rows=128):  # [H, W, 3] u8 -> [H, 3, w] u8
     """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
     H, W, C = hwc.shape
     start, weights, precision = table = torch_axis_table(W, w, RESAMPLE_NAMES[resample])
