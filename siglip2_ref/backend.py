@@ -7,6 +7,11 @@ when weights are loaded and when inputs are moved to the weights' device.
 
 import numpy as np
 
+try:  # optional: the fast CPU paths use it to keep BLAS single-threaded while their own workers share the cores
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover
+    ThreadpoolController = None
+
 BACKENDS = ("numpy", "cupy")
 
 

@@ -61,3 +61,40 @@ def test_interleaved_times_runs_every_call_in_every_round():
     times = bench.interleaved_times(calls, repeats=3)
     assert order == ["a", "b"] * 4  # one warm-up round, then three timed rounds, back to back
     assert [len(v) for v in times.values()] == [3, 3]
+
+
+def test_mixed_batch_spans_1_to_4_and_4_to_1_within_the_budget():
+    import numpy as np
+
+    grids = bench.mixed_grids(256)
+    assert len(grids) == 8 and all(gh * gw <= 256 for gh, gw in grids)
+    ratios = [gh / gw for gh, gw in grids]  # height : width
+    assert ratios == sorted(ratios) and ratios[0] <= 0.3 and ratios[-1] >= 3.5  # 1:4 ... 4:1, as grids round
+    data = bench.inputs("naflex", "vision", 8, 256, "mixed")
+    counts = data["pixel_attention_mask"].sum(axis=1)
+    assert counts.tolist() == [gh * gw for gh, gw in grids] and counts.min() < 256  # some images are padded
+    assert not np.abs(data["pixel_values"][data["pixel_attention_mask"] == 0]).any()  # padding is zeros
+    assert data["spatial_shapes"].tolist() == [list(g) for g in grids]
+
+
+def test_table_has_the_onnx_runtime_columns():
+    rows = [{"name": "w", "gflop": 1.0, "ours": 0.5, "gflops": 2.0, "hf": 1.0, "ratio_hf": 0.5, "floor": 0.4,
+             "ratio_floor": 1.25, "floor_hf": 0.4, "ort": 0.8, "ratio_ort": 0.625, "ort_hf": 0.8, "ort_int8": 0.3,
+             "int8_hf": 0.3, "load_avg": 0.1}]  # fmt: skip
+    lines = bench.table(rows).splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")][9:14] == ["ort s", "ours/ort", "ort/hf", "int8 s", "int8/hf"]
+    assert [c.strip() for c in lines[2].strip("|").split("|")][9:14] == ["0.800", "0.62", "0.80", "0.300", "0.30"]
+
+
+def test_preprocess_table_and_images(tmp_path):
+    from siglip2_ref.bench import preprocess
+
+    rows = [{"image": "1024x768 JPEG", "setting": "NaFlex 256", "ours pil": 300.0, "hf pil": 200.0, "ratio pil": 1.5,
+             "ours torchvision": 100.0, "load_avg": 2.0}]  # fmt: skip
+    lines = preprocess.preprocess_table(rows).splitlines()
+    assert [c.strip() for c in lines[2].strip("|").split("|")] == ["1024x768 JPEG", "NaFlex 256", "300", "200", "1.50", "100", "-", "-", "2.0"]
+    paths = preprocess.write_images(tmp_path, ["1024x768 JPEG", "1024x768 PNG"])
+    from PIL import Image
+
+    assert [Image.open(p).size for p in paths.values()] == [(1024, 768), (1024, 768)]
+    assert (preprocess.photo(30, 40) == preprocess.photo(30, 40)).all()  # the same files on every machine

@@ -7,7 +7,7 @@ attention when it is installed, and NumPy's matrix multiply alone on the workloa
 "GEMM floor": what the workload would cost if everything but the matrix multiplies were free). Peak RSS
 is measured per workload in a fresh subprocess. docs/performance.md describes the method and the results.
 
-Long (about 490 lines) on purpose: one benchmark run (workloads, child processes, paired timing, the
+Long (about 530 lines) on purpose: one benchmark run (workloads, child processes, paired timing, the
 tables) reads top to bottom; it is a measuring tool, not part of the model a reader studies.
 """
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from ..checkpoint.config import parse_config
 from ..checkpoint.weights import STORAGE_DTYPES, expected_shapes
+from .timing import interleaved_times, median_time, paired_ratio  # noqa: F401 (paired_ratio: tests call bench.paired_ratio)
 
 BASE_TEXT = dict(vocab_size=256000, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                  max_position_embeddings=64, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=768,
@@ -44,18 +45,23 @@ CHECKPOINTS = {
                "vision_config": BASE_VISION | {"model_type": "siglip_vision_model", "image_size": 224}},
 }  # fmt: skip
 
-# name -> (checkpoint, tower, batch, patches or text length); NaFlex images are square grids with no padding
+# name -> (checkpoint, tower, batch, patches or text length[, layout]); NaFlex images are square grids with no padding,
+# except "mixed": eight aspect ratios from 1:4 to 4:1 under the 256-patch budget, each padded to 256 (mixed_naflex)
 WORKLOADS = {
     "vision naflex-256 B=1": ("naflex", "vision", 1, 256),
     "vision naflex-256 B=8": ("naflex", "vision", 8, 256),
+    "vision naflex-256 mixed B=8": ("naflex", "vision", 8, 256, "mixed"),
     "vision naflex-1024 B=1": ("naflex", "vision", 1, 1024),
     "vision naflex-1024 B=8": ("naflex", "vision", 8, 1024),
     "vision fixres-224 B=1": ("fixres", "vision", 1, 196),
     "vision fixres-224 B=8": ("fixres", "vision", 8, 196),
     "text 8x64": ("naflex", "text", 8, 64),
 }
-QUICK = ("vision naflex-256 B=1", "vision naflex-256 B=8", "vision fixres-224 B=8", "text 8x64")
+QUICK = ("vision naflex-256 B=1", "vision naflex-256 B=8", "vision naflex-256 mixed B=8", "vision fixres-224 B=8", "text 8x64")
+ONNX = ("vision naflex-256 B=8", "vision naflex-256 mixed B=8", "vision fixres-224 B=8", "text 8x64")  # ONNX Runtime rows
+ASPECTS = ((1, 4), (1, 3), (1, 2), (2, 3), (3, 2), (2, 1), (3, 1), (4, 1))  # height : width of the mixed batch
 LONG = ("naflex", "vision", 1, 4096)  # the bounded-memory check: ours only, peak RSS
+FORCED_BLAS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # a forced kernel / cache size: unset for the benchmark's run
 
 
 # ---------------------------------------------------------------- random base-size checkpoints
@@ -114,9 +120,22 @@ def checkpoints(folder):
 # ---------------------------------------------------------------- inputs, FLOP counts, GEMM floor
 
 
-def inputs(checkpoint, tower, batch, n, seed=0):
+def mixed_grids(n, patch_size=16, aspects=ASPECTS):  # -> [(gh, gw)]: each aspect's NaFlex grid under n patches
+    """The patch grid transformers' Siglip2ImageProcessor gives a 1024-pixel-tall image of each aspect ratio."""
+    from ..preprocess.images import get_image_size_for_max_num_patches
+
+    sizes = [get_image_size_for_max_num_patches(1024, 1024 * w // h, patch_size, n) for h, w in aspects]
+    return [(h // patch_size, w // patch_size) for h, w in sizes]
+
+
+def inputs(checkpoint, tower, batch, n, layout="square", seed=0):
     """NumPy inputs for one workload (the same arrays go to transformers as tensors)."""
     rng = np.random.default_rng(seed)
+    if layout == "mixed":
+        grids = mixed_grids(n)
+        mask = (np.arange(n) < np.array([gh * gw for gh, gw in grids])[:, None]).astype(np.int32)  # [B, N]
+        return {"pixel_values": (rng.uniform(-1, 1, (len(grids), n, 3 * 16 * 16)) * mask[..., None]).astype(np.float32),
+                "pixel_attention_mask": mask, "spatial_shapes": np.array(grids, np.int64)}  # fmt: skip
     if tower == "text":
         return {"input_ids": rng.integers(0, BASE_TEXT["vocab_size"], (batch, n), dtype=np.int64)}
     if checkpoint == "fixres":
@@ -185,18 +204,6 @@ def split_matmul(x, w, out, threads):
     return run
 
 
-def median_time(fn, repeats, warmup=1):
-    """Median wall time of fn() over `repeats` runs after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 # ---------------------------------------------------------------- the two implementations
 
 
@@ -240,8 +247,8 @@ def transformers_available():
 
 def child_main(impl, path, workload, threads):
     """Runs in a subprocess: load + one forward, then print peak RSS (MiB) and the forward's seconds as JSON."""
-    checkpoint, tower, batch, n = workload
-    data = inputs(checkpoint, tower, batch, n)
+    checkpoint, tower, batch, n, *layout = workload
+    data = inputs(checkpoint, tower, batch, n, *layout)
     if impl == "hf":
         import torch
 
@@ -312,32 +319,15 @@ def fmt(x, spec=".3f"):
 
 def table(rows):
     """The workload rows as a Markdown table ("-" where a value was not measured)."""
-    head = ("workload", "GFLOP", "ours s", "GFLOP/s", "hf s", "ours/hf", "floor s", "ours/floor", "floor/hf", "plain s", "load")
+    head = ("workload", "GFLOP", "ours s", "GFLOP/s", "hf s", "ours/hf", "floor s", "ours/floor", "floor/hf",
+            "ort s", "ours/ort", "ort/hf", "int8 s", "int8/hf", "plain s", "load")  # fmt: skip
     out = [head] + [(r["name"], fmt(r["gflop"], ".1f"), fmt(r["ours"]), fmt(r["gflops"], ".0f"), fmt(r.get("hf")),
                      fmt(r.get("ratio_hf"), ".2f"), fmt(r["floor"]), fmt(r["ratio_floor"], ".2f"),
-                     fmt(r.get("floor_hf"), ".2f"), fmt(r.get("plain")), fmt(r.get("load_avg"), ".1f")) for r in rows]  # fmt: skip
+                     fmt(r.get("floor_hf"), ".2f"), fmt(r.get("ort")), fmt(r.get("ratio_ort"), ".2f"),
+                     fmt(r.get("ort_hf"), ".2f"), fmt(r.get("ort_int8")), fmt(r.get("int8_hf"), ".2f"),
+                     fmt(r.get("plain")), fmt(r.get("load_avg"), ".1f")) for r in rows]  # fmt: skip
     widths = [max(len(row[i]) for row in out) for i in range(len(head))]
     return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in out[:1] + [["-" * w for w in widths]] + out[1:])
-
-
-def paired_ratio(a, b):
-    """Median of a[i] / b[i] over the repeats: each pair ran back to back, under the same machine speed."""
-    return statistics.median(x / y for x, y in zip(a, b))
-
-
-def interleaved_times(calls, repeats):  # {name: fn} -> {name: [seconds per repeat]}
-    """One warm-up each, then `repeats` rounds (3 when a round takes over 10 s) running every call back to back."""
-    warm = time.perf_counter()
-    for fn in calls.values():
-        fn()
-    repeats = repeats if time.perf_counter() - warm < 10 else min(repeats, 3)
-    times = {k: [] for k in calls}
-    for _ in range(repeats):
-        for k, fn in calls.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return times
 
 
 def bench_workloads(names, paths, args, use_hf):
@@ -350,11 +340,15 @@ def bench_workloads(names, paths, args, use_hf):
     hf = {name: hf_load(path) for name, path in paths.items()} if use_hf else {}
     rows = []
     for name in names:
-        checkpoint, tower, batch, n = WORKLOADS[name]
-        data = inputs(checkpoint, tower, batch, n)
+        checkpoint, tower, batch, n, *layout = WORKLOADS[name]
+        data = inputs(checkpoint, tower, batch, n, *layout)
         calls = {"ours": ours_call(ours[checkpoint], tower, data), "floor": gemm_floor(gemms(tower, batch, n), args.threads_used)}
         if use_hf:
             calls["hf"] = hf_call(hf[checkpoint], tower, data)
+        if use_hf and args.use_onnx and name in ONNX:
+            from .onnx_runtime import onnx_calls
+
+            calls.update(onnx_calls(hf[checkpoint], tower, data, args.onnx_dir, name, args.threads_used))
         if args.plain and name in QUICK:  # the plain path is slow: the small workloads only
             calls["plain"] = ours_call(plain[checkpoint], tower, data)
         times = interleaved_times(calls, args.repeats)
@@ -364,6 +358,10 @@ def bench_workloads(names, paths, args, use_hf):
         if use_hf:
             row["ratio_hf"] = paired_ratio(times["ours"], times["hf"])
             row["floor_hf"] = paired_ratio(times["floor"], times["hf"])  # the best ours/hf any NumPy code could reach
+        if "ort" in times:
+            row["ratio_ort"] = paired_ratio(times["ours"], times["ort"])
+            row["ort_hf"] = paired_ratio(times["ort"], times["hf"])
+            row["int8_hf"] = paired_ratio(times["ort_int8"], times["hf"])
         row["load_avg"] = os.getloadavg()[0]
         rows.append(row)
         print(f"  {name}: ours {row['ours']:.3f} s" + (f", hf {row['hf']:.3f} s" if use_hf else ""), file=sys.stderr)
@@ -390,10 +388,18 @@ def main(argv=None):
     parser.add_argument("--plain", action="store_true", help="also time the readable path (load_model(fast=False))")
     parser.add_argument("--no-transformers", action="store_true", help="skip transformers even when installed")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime even when installed")
+    parser.add_argument("--no-preprocess", action="store_true", help="skip the preprocessing throughput table")
+    parser.add_argument("--preprocess-only", action="store_true", help="only the preprocessing throughput table")
     parser.add_argument("--checkpoint-dir", help="keep the random checkpoints here (default: a temporary folder)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    forced = [k for k in FORCED_BLAS if k in os.environ]
+    if forced and not args.child:  # OpenBLAS read them when NumPy was imported: run again without them
+        print(f"unsetting {', '.join(forced)} for the benchmark's own run (restarting)", file=sys.stderr)
+        env = {k: v for k, v in os.environ.items() if k not in FORCED_BLAS}
+        os.execve(sys.executable, [sys.executable, "-m", "siglip2_ref.bench", *(sys.argv[1:] if argv is None else argv)], env)
     if args.child:
         impl, path, workload, threads = args.child
         return child_main(impl, path, tuple(json.loads(workload)), int(threads))
@@ -434,9 +440,22 @@ def gemm_rate(threads, use_hf):
 
 def report(args, folder, threads, use_hf):
     """Run the workloads, the load timing and the peak-RSS children; print (and optionally save) the results."""
+    results = {"environment": environment(threads)}
+    args.use_onnx = not args.no_onnx and use_hf and onnx_available()
+    args.onnx_dir = folder
+    if args.use_onnx:
+        from .onnx_runtime import versions
+
+        results["environment"].append(versions())
+    if not args.no_preprocess:
+        from .preprocess import bench_preprocess
+
+        print("preprocessing throughput ...", file=sys.stderr)
+        results["preprocess"] = bench_preprocess(folder / "images", args.repeats, use_hf, quick=args.quick)
+    if args.preprocess_only:
+        return finish(args, results)
     print("building random base checkpoints ...", file=sys.stderr)
     paths = checkpoints(folder)
-    results = {"environment": environment(threads)}
     whole, split, torch_rate = gemm_rate(threads, use_hf)
     results["environment"].append(f"NumPy matmul [2048, 768] @ [768, 3072]: {whole:.0f} GFLOP/s on BLAS's threads, "
                                   f"{split:.0f} GFLOP/s split over {threads} single-threaded workers"
@@ -453,15 +472,32 @@ def report(args, folder, threads, use_hf):
                                "naive_scores_mib": 12 * LONG[3] ** 2 * 4 / 2**20}  # fmt: skip
             if args.plain:
                 results["long"]["plain"] = peak_rss("plain", paths["naflex"], LONG, threads)
+    return finish(args, results)
+
+
+def finish(args, results):
     print_report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 
+def onnx_available():
+    from .onnx_runtime import available
+
+    return available()
+
+
 def print_report(results):
     """The environment lines, the workload table, then load, RSS and long-sequence lines."""
     print("\n".join(results["environment"]))
+    if "preprocess" in results:
+        from .preprocess import preprocess_table
+
+        print("\npreprocessing, file -> arrays (images/s; ratios: ours/transformers throughput, paired)\n")
+        print(preprocess_table(results["preprocess"]))
+    if "workloads" not in results:
+        return
     print()
     print(table(results["workloads"]))
     load = results["load"]

@@ -29,13 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..backend import ThreadpoolController  # None without threadpoolctl: the pool stays at one worker
 from ..checkpoint.config import GELU_TANH_NAMES
 from .layers import ACTIVATIONS, SQRT_2_OVER_PI, encoder
-
-try:  # optional: without it the pool stays at one worker and BLAS keeps its own threads
-    from threadpoolctl import ThreadpoolController
-except ImportError:  # pragma: no cover
-    ThreadpoolController = None
 
 BLOCK_ROWS = 256  # token rows per block: big enough for BLAS to run at full speed, small enough for cache
 SCORE_BYTES = 1 << 19  # one worker's attention scores (512 KiB: the L2 of a Zen 3 or Skylake core)

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 from ..checkpoint.choices import decide
 from ..checkpoint.config import json_object
 from ..errors import ImageFileError, ImageInputError, ImageTooLargeError
+from . import fast as fast_path
 from .image_config import detect_variant, merged_config, read_preprocessor_config
 from .resize import resize, resize_float_torchvision
 
@@ -49,7 +50,8 @@ def open_image_file(path):
         raise ImageTooLargeError(f"{path}: {e}") from e
     except (OSError, SyntaxError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
         raise ImageFileError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-    return ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # the same pixels as the copy transformers makes, without the copy
+    return image
 
 
 def sixteen_bit_to_uint8(values):  # [...] integer 0..65535 -> [...] uint8
@@ -58,16 +60,15 @@ def sixteen_bit_to_uint8(values):  # [...] integer 0..65535 -> [...] uint8
     return ((values + 128) // 257).astype(np.uint8)
 
 
-def pil_to_rgb(image):  # PIL.Image -> [3, H, W] uint8
-    """RGB pixels of a PIL image of any mode; transparency is composited onto white.
+def pil_rgb_image(image):  # PIL.Image any mode -> PIL.Image "RGB"
+    """An RGB PIL image of any mode; transparency is composited onto white.
 
     Mirrors: transformers 5.x image_transforms.convert_to_rgb (do_convert_rgb=True); 16-bit modes are scaled.
     """
     if image.width < 1 or image.height < 1:
         raise ImageInputError(f"image has zero size {image.width}x{image.height} (width x height)")
     if image.mode in SIXTEEN_BIT_MODES:
-        gray = sixteen_bit_to_uint8(np.asarray(image))  # [H, W]
-        return np.repeat(gray[None], 3, axis=0)
+        return Image.fromarray(sixteen_bit_to_uint8(np.asarray(image))).convert("RGB")  # grey [H, W] repeated
     if image.mode == "F":
         if np.isnan(np.asarray(image)).any():
             raise ImageInputError("mode 'F' image contains NaN pixels")
@@ -81,7 +82,12 @@ def pil_to_rgb(image):  # PIL.Image -> [3, H, W] uint8
             image = image.convert("RGB")
     except (ValueError, OSError) as e:
         raise ImageInputError(f"cannot convert a mode {image.mode!r} image to RGB: {e}") from e
-    return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
+    return image
+
+
+def pil_to_rgb(image):  # PIL.Image -> [3, H, W] uint8
+    """RGB pixels of a PIL image of any mode, channels first (see `pil_rgb_image`)."""
+    return np.ascontiguousarray(np.asarray(pil_rgb_image(image)).transpose(2, 0, 1))
 
 
 def channels_first(array):  # [H, W] | [H, W, C] | [C, H, W] -> [C, H, W]
@@ -353,12 +359,13 @@ class ImageProcessor:
     Siglip2ImageProcessorPil (NaFlex) of transformers 5.24.
     """
 
-    def __init__(self, variant="naflex", resize_backend="pil", pass_order="pillow13", **config):
+    def __init__(self, variant="naflex", resize_backend="pil", pass_order="pillow13", fast=True, **config):
         if variant not in ("fixres", "naflex"):
             raise ValueError(f"variant must be 'fixres' or 'naflex', got {variant!r}")
         if resize_backend not in RESIZE_BACKENDS:
             raise ValueError(f"resize_backend must be one of {RESIZE_BACKENDS}, got {resize_backend!r}")
         self.variant, self.resize_backend, self.pass_order = variant, resize_backend, pass_order
+        self.fast = fast  # False: every image through the readable reference steps below (same numbers)
         self.config = merged_config(variant, config)
 
     def __repr__(self):
@@ -391,9 +398,31 @@ class ImageProcessor:
         if return_tensors not in (None, "np"):
             raise ValueError(f"return_tensors={return_tensors!r} is not supported; outputs are NumPy arrays")
         cfg = self.settings(overrides)
+        return stack_steps([self.one(img, cfg) for img in as_image_list(images)])
+
+    def one(self, image, cfg):
+        """One image's steps: the fast path (preprocess/fast.py) for uint8 pixels and do_resize, else the reference steps."""
+        if isinstance(image, (str, os.PathLike)):
+            image = open_image_file(image)
+        rgb = pil_rgb_image(image) if isinstance(image, Image.Image) else to_rgb(image, self.resize_backend)
+        if self.fast and cfg["do_resize"] and (isinstance(rgb, Image.Image) or rgb.dtype == np.uint8):
+            return self.fast_one(rgb, cfg)
+        rgb = pil_to_rgb(rgb) if isinstance(rgb, Image.Image) else rgb
         steps = fixres_steps if self.variant == "fixres" else naflex_steps
-        return stack_steps([steps(to_rgb(img, self.resize_backend), cfg, self.resize_backend, self.pass_order)
-                            for img in as_image_list(images)])  # fmt: skip
+        return steps(rgb, cfg, self.resize_backend, self.pass_order)
+
+    def fast_one(self, rgb, cfg):  # PIL.Image RGB | [3, h0, w0] uint8 -> the steps stack_steps reads
+        """Resize (Pillow when it agrees), then one gather through the normalised value table [3, 256]."""
+        table = rescale_and_normalize(fast_path.levels(), cfg, self.resize_backend)[:, 0]  # [3, 256]
+        if self.variant == "fixres":
+            size = (cfg["size"]["height"], cfg["size"]["width"])
+            chw = fast_path.resize_chw(rgb, size, cfg["resample"], self.resize_backend, self.pass_order)  # [3, h, w]
+            return {"normalized": fast_path.gather_image(chw, table)}
+        p, n_max = cfg["patch_size"], cfg["max_num_patches"]
+        size = get_image_size_for_max_num_patches(*fast_path.image_size(rgb), p, n_max)
+        chw = fast_path.resize_chw(rgb, size, cfg["resample"], self.resize_backend, self.pass_order)  # [3, h, w]
+        patches, mask = fast_path.gather_patches(chw, table, p, n_max)  # [N, P], [N]
+        return {"patches": patches, "mask": mask, "spatial_shape": (size[0] // p, size[1] // p)}
 
     preprocess = __call__
 

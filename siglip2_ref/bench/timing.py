@@ -1,0 +1,36 @@
+"""Timing for the benchmarks: medians, and repeats interleaved so that paired ratios survive a shared machine."""
+
+import statistics
+import time
+
+
+def median_time(fn, repeats, warmup=1):
+    """Median wall time of fn() over `repeats` runs after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def paired_ratio(a, b):
+    """Median of a[i] / b[i] over the repeats: each pair ran back to back, under the same machine speed."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def interleaved_times(calls, repeats):  # {name: fn} -> {name: [seconds per repeat]}
+    """One warm-up each, then `repeats` rounds (3 when a round takes over 10 s) running every call back to back."""
+    warm = time.perf_counter()
+    for fn in calls.values():
+        fn()
+    repeats = repeats if time.perf_counter() - warm < 10 else min(repeats, 3)
+    times = {k: [] for k in calls}
+    for _ in range(repeats):
+        for k, fn in calls.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return times

@@ -1,0 +1,224 @@
+"""The fast image path: the same pixel values as the NumPy reference, in fewer and cheaper passes.
+
+Three ideas, each checked bit for bit against the reference (tests/test_fast_preprocess.py):
+
+1. Resize with Pillow's own C resampler (`Image.resize`, what transformers' Pillow back-end calls) when the
+   installed Pillow computes exactly what `resize.resize_pil` computes for the chosen pass order. That is checked
+   once per (pass order, filter) on small probe images that exercise both pass orders (`pillow_agrees`); a Pillow
+   whose numbers differ falls back to the NumPy resize. The image stays a PIL image until it is resized, so a
+   4000x3000 photo is never transposed or copied in NumPy.
+2. Rescale and normalise are elementwise functions of (channel, uint8 level): they are evaluated once, by the
+   reference `rescale_and_normalize`, on the 256 levels of each channel (a value table [C, 256]). One gather
+   through that table then writes the normalised pixels straight into the patch layout and the zero padding.
+3. torchvision's uint8 resize (`resize.resize_torchvision`) as banded matrix multiplies in floats that hold its
+   integer sums exactly (see the section below), so BLAS does the multiply-accumulate.
+
+Shape alphabet as in images.py; L the 256 uint8 levels.
+"""
+
+import numpy as np
+from PIL import Image
+
+from ..backend import ThreadpoolController
+from .resize import RESAMPLE_NAMES, resize, resize_pil, torch_axis_table
+
+PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+PROBES = (((300, 20), (40, 10)), ((37, 53), (16, 24)), ((5, 7), (16, 32)), ((64, 900), (30, 17)), ((480, 640), (224, 288)))
+_AGREES = {}  # (pass_order, filter) -> bool, filled by the first call
+_POOL = {}  # the threadpoolctl controller, made on first use
+
+
+def pillow_resize(image, size, resample):  # PIL.Image RGB -> [h, w, 3] uint8
+    """`Image.resize((w, h), resample)`, Pillow's C resampler."""
+    h, w = size
+    return np.asarray(image.resize((int(w), int(h)), PIL_FILTERS[RESAMPLE_NAMES[resample]]))
+
+
+def pillow_agrees(pass_order, resample):
+    """Whether the installed Pillow resizes exactly as `resize_pil(..., pass_order)` on the probe images.
+
+    The probes cover rows-first and columns-first downscales, an upscale and a wide image (about 10 ms, once).
+    """
+    key = (pass_order, RESAMPLE_NAMES[resample])
+    if key not in _AGREES:
+        rng = np.random.default_rng(0)
+        agrees = True
+        for (H, W), size in PROBES:
+            chw = rng.integers(0, 256, (3, H, W), dtype=np.uint8)
+            pil = Image.fromarray(np.ascontiguousarray(chw.transpose(1, 2, 0)))
+            ours = resize_pil(chw, size, resample, pass_order).transpose(1, 2, 0)
+            agrees = agrees and np.array_equal(pillow_resize(pil, size, resample), ours)
+        _AGREES[key] = agrees
+    return _AGREES[key]
+
+
+def image_size(rgb):  # PIL.Image | [3, H, W] -> (H, W)
+    return (rgb.height, rgb.width) if isinstance(rgb, Image.Image) else rgb.shape[1:]
+
+
+def resize_chw(rgb, size, resample, backend, pass_order):  # PIL.Image RGB | [3, H, W] u8 -> [3, h, w] u8
+    """The reference resize's result (possibly a transposed view): Pillow when it agrees, torchvision's by GEMMs."""
+    if backend == "torchvision":
+        return resize_torchvision_chw(rgb, size, resample)
+    if pillow_agrees(pass_order, resample):
+        if not isinstance(rgb, Image.Image):
+            rgb = Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)))
+        return pillow_resize(rgb, size, resample).transpose(2, 0, 1)
+    chw = np.asarray(rgb).transpose(2, 0, 1) if isinstance(rgb, Image.Image) else rgb
+    return resize(np.ascontiguousarray(chw), size, resample, backend, pass_order)
+
+
+def levels(channels=3):  # -> [C, 1, L] uint8: every uint8 level once per channel
+    return np.ascontiguousarray(np.broadcast_to(np.arange(256, dtype=np.uint8), (channels, 1, 256)))
+
+
+def gather_patches(chw, table, patch_size, max_num_patches):  # [C, h, w] u8, [C, L] -> [N, P], [N] int32
+    """Normalised, patchified and zero-padded in one gather: out[i, (py px c)] = table[c, pixel].
+
+    Same result as images.pad_patches(images.patchify(normalised)) on the reference path.
+    """
+    C, h, w = chw.shape
+    p = patch_size
+    gh, gw = h // p, w // p
+    n = gh * gw
+    patches = chw.reshape(C, gh, p, gw, p).transpose(1, 3, 2, 4, 0).reshape(n, p * p * C)  # [n, P] uint8
+    index = patches + np.tile(np.arange(C, dtype=np.intp) * 256, p * p)  # [n, P]: row of the flat [C L] table
+    out = np.zeros((max_num_patches, p * p * C), table.dtype)  # [N, P]
+    np.take(table.ravel(), index, out=out[:n])
+    mask = np.zeros(max_num_patches, np.int32)
+    mask[:n] = 1
+    return out, mask
+
+
+def gather_image(chw, table):  # [C, h, w] u8, [C, L] -> [C, h, w]
+    """Normalised in one gather per channel: out[c] = table[c, pixel[c]]."""
+    out = np.empty(chw.shape, table.dtype)
+    for c in range(chw.shape[0]):
+        np.take(table[c], chw[c], out=out[c])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# torchvision's uint8 resize as banded matrix multiplies
+#
+# Each output of a pass is an integer sum of K products (uint8 pixel x integer weight < 2^15, each product exact in
+# float32), then a rounding shift (acc + 2^(p-1)) >> p. A float32 GEMM adds the products with a rounding error of at
+# most gamma_n sum|x w| (n terms, gamma_n = n u / (1 - n u), u = 2^-24; zero when 255 sum|w| < 2^24: every partial sum
+# is then an exact integer). Where that error cannot move the shifted result, the GEMM's result is the exact one; the
+# few outputs where it could are summed again exactly in integers. The weights are laid out as a dense band; outputs
+# go in blocks, each multiplying only the window of inputs it reads.
+
+
+def band_matrix(table, n_in):  # (start [O], weights int [O, K], precision) -> [O, n_in] float32
+    """The pass as a matrix: row o holds output o's integer weights at its taps."""
+    start, weights, _ = table
+    O, K = weights.shape
+    band = np.zeros((O, n_in), np.float32)
+    taps = start[:, None] + np.arange(K)  # [O, K]
+    valid = (taps < n_in) & (weights != 0)
+    band[np.nonzero(valid)[0], taps[valid]] = weights[valid]
+    return band
+
+
+def output_blocks(start, K, n_in, block=16):  # -> [(o0, o1, lo, hi)]: outputs o0:o1 read only inputs lo:hi
+    O = len(start)
+    return [(o0, min(o0 + block, O), int(start[o0]), int(min(start[min(o0 + block, O) - 1] + K, n_in)))
+            for o0 in range(0, O, block)]  # fmt: skip
+
+
+def error_bound(table, n_terms):  # -> [O] float64: how far acc + 2^(p-1) in float32 may be from the exact value
+    """gamma_n sum|x w| for the GEMM (sum|x w| <= 255 sum|w|) plus the rounding of adding 2^(p-1) in float32; 0 where
+    255 sum|w| + 2^(p-1) < 2^24, so that every partial sum and the addition are exact integers."""
+    l1 = 255.0 * np.abs(table[1]).sum(axis=1) + (1 << (table[2] - 1))  # [O]
+    gamma = n_terms * 2.0**-24 / (1 - n_terms * 2.0**-24)
+    return np.where(l1 < 2**24, 0.0, (gamma * 1.01 + 2.0**-23) * l1 + 1)
+
+
+def round_shift(acc, bound, precision, exact_sums):  # acc [M, O] f32 (overwritten), bound [O] -> [M, O] uint8
+    """(A + 2^(p-1)) >> p clipped to 0..255, for the exact sums A within `bound` of acc. Where a rounding step lies
+    within the bound, A is recomputed in integers: exact_sums(m [k], o [k]) -> int64 [k]."""
+    half = 1 << (precision - 1)
+    acc += half
+    acc *= 1.0 / (1 << precision)  # a power of two: exact
+    q = np.floor(acc)
+    if bound.any():
+        margin = (bound / (1 << precision)).astype(np.float32)  # [O]
+        frac = np.subtract(acc, q, out=acc)  # exact (Sterbenz) except for tiny negative sums, then near 1: redone
+        m, o = np.nonzero((frac < margin) | (frac >= 1 - margin))
+        q[m, o] = (exact_sums(m, o) + half) >> precision
+    return np.clip(q, 0, 255, out=q).astype(np.uint8)
+
+
+def width_pass(hwc, w, resample, rows=128):  # [H, W, 3] u8 -> [H, 3, w] u8
+    """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
+    H, W, C = hwc.shape
+    start, weights, precision = table = torch_axis_table(W, w, RESAMPLE_NAMES[resample])
+    band = band_matrix(table, W).T  # [W, w]
+    blocks = output_blocks(start, weights.shape[1], W)
+    bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
+    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), W - 1)  # [w, K]
+    out = np.empty((H, C, w), np.uint8)
+
+    def row_block(r0):
+        pixels = hwc[r0 : r0 + rows].transpose(2, 0, 1)  # [C, r, W] view
+        src = np.empty(pixels.shape, np.float32)
+        np.copyto(src, pixels, casting="unsafe")
+        src = src.reshape(-1, W)  # [C r, W]
+        acc = np.empty((src.shape[0], w), np.float32)  # [C r, w]
+        for o0, o1, lo, hi in blocks:
+            acc[:, o0:o1] = src[:, lo:hi] @ band[lo:hi, o0:o1]
+
+        def exact_sums(m, o):  # rows m of [C r] and outputs o -> exact integer sums
+            c, r = np.divmod(m, pixels.shape[1])
+            return (pixels[c[:, None], r[:, None], taps[o]].astype(np.int64) * weights[o]).sum(axis=1)
+
+        out[r0 : r0 + rows] = round_shift(acc, bound, precision, exact_sums).reshape(C, -1, w).transpose(1, 0, 2)
+
+    run_blocks(row_block, range(0, H, rows))
+    return out
+
+
+def height_pass(rows_first, h, resample):  # [H, M] u8 (M = 3 w) -> [h, M] u8
+    """torchvision's vertical pass: each block of output rows is its band window times the input rows it reads."""
+    H, M = rows_first.shape
+    start, weights, precision = table = torch_axis_table(H, h, RESAMPLE_NAMES[resample])
+    band = band_matrix(table, H)  # [h, H]
+    blocks = output_blocks(start, weights.shape[1], H)
+    bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
+    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), H - 1)  # [h, K]
+    src = rows_first.astype(np.float32)
+    out = np.empty((h, M), np.uint8)
+
+    def row_block(block):
+        o0, o1, lo, hi = block
+        acc = (band[o0:o1, lo:hi] @ src[lo:hi]).T  # [M, G]: outputs last, as round_shift takes them
+
+        def exact_sums(m, o):  # columns m and outputs o0 + o -> exact integer sums
+            o = o + o0
+            return (rows_first[taps[o], m[:, None]].astype(np.int64) * weights[o]).sum(axis=1)
+
+        out[o0:o1] = round_shift(np.ascontiguousarray(acc), bound[o0:o1], precision, exact_sums).T
+
+    run_blocks(row_block, blocks)
+    return out
+
+
+def run_blocks(fn, tasks):
+    """fn(task) for every task, BLAS single-threaded meanwhile: these GEMMs are small, and BLAS's thread hand-offs
+    cost more than they gain (several times more when other processes share the cores)."""
+    if "controller" not in _POOL:
+        _POOL["controller"] = ThreadpoolController() if ThreadpoolController is not None else None
+    if _POOL["controller"] is None:
+        return [fn(task) for task in tasks]
+    with _POOL["controller"].limit(limits=1, user_api="blas"):
+        return [fn(task) for task in tasks]
+
+
+def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, H, W] u8 -> [3, h, w] u8 (maybe a view)
+    """`resize.resize_torchvision`'s numbers: width pass, then height pass, each only if that size changes."""
+    (H, W), (h, w) = image_size(rgb), size
+    hwc = np.asarray(rgb) if isinstance(rgb, Image.Image) else rgb.transpose(1, 2, 0)  # [H, W, 3]
+    x = width_pass(hwc, w, resample) if w != W else hwc.transpose(0, 2, 1)  # [H, 3, w]
+    if h != H:
+        x = height_pass(np.ascontiguousarray(x).reshape(H, 3 * w), h, resample).reshape(h, 3, w)
+    return x.transpose(1, 0, 2)  # [3, h, w]
