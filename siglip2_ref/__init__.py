@@ -3,7 +3,9 @@
 from .backend import to_numpy
 from .checkpoint.config import ConfigError
 from .model.model import Model, NonFiniteError, load_model
-from .tasks.pipelines import embed_images, embed_texts, rank_images, rank_texts, search, zero_shot
+from .tasks.pipelines import embed_images, embed_texts, rank_images, rank_texts, zero_shot
+from .tasks.embedfile import EmbeddingsFileError, load_embeddings, open_embeddings, save_embeddings
+from .tasks.query import parse_query, query_vector, search
 from .preprocess.processor import Processor, load_processor
 from .model.vision import InputError
 from .checkpoint.weights import CheckpointError
@@ -12,5 +14,6 @@ __version__ = "0.1.0"
 __all__ = [
     "load_model", "load_processor", "zero_shot", "to_numpy",
     "embed_images", "embed_texts", "rank_images", "rank_texts", "search",
+    "open_embeddings", "load_embeddings", "save_embeddings", "query_vector", "parse_query", "EmbeddingsFileError",
     "Model", "Processor", "ConfigError", "CheckpointError", "InputError", "NonFiniteError",
 ]  # fmt: skip
