@@ -260,3 +260,12 @@ def test_search_refuses_another_model_than_the_one_that_made_the_index(capsys, t
     assert run(capsys, "embed", folder, "-o", index)[0] == 0
     code, _, err = run(capsys, "search", index, "a red circle", "--model", DEMO_FIXRES)
     assert code == 1 and "made with another model" in err and "fingerprint" in err
+
+
+def test_the_ray_engine_without_ray_says_how_to_install_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails as if it were not installed
+    folder = folder_of(tmp_path, 1)
+    code, _, err = run(capsys, "embed", folder, "-o", tmp_path / "out.parquet", "--engine", "ray")
+    assert code == 1 and 'pip install "siglip2-ref[ray]"' in err and "Traceback" not in err
+    code, _, err = run(capsys, "embed", folder, "-o", tmp_path / "out.parquet")
+    assert code == 2 and "a Parquet folder needs --engine ray" in err

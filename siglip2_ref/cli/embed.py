@@ -185,23 +185,29 @@ def finish_embed(args, update, skipped, ignored, seconds):
 
 def run_ray(args, files, folder, ignored):
     """Embed `files` on a Ray cluster into the Parquet folder --output; prints what `embed` prints."""
-    from ..tasks.ray_embed import RayMissing, embed_files_to_parquet
+    from ..tasks.ray_embed import RayMissing, embed_files_to_parquet, import_ray
 
-    start = time.monotonic()
     try:
-        written = embed_files_to_parquet(files, args.output, folder, batch_size=args.batch_size, dtype=args.dtype,
-                                         backend=args.backend, resize_backend=args.resize_backend,
-                                         max_num_patches=args.max_num_patches, storage=args.storage,
-                                         address=args.address, num_workers=args.num_workers or 2,
-                                         cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
-                                         overwrite=args.overwrite)  # fmt: skip
+        import_ray()
     except RayMissing as e:
         raise CommandError(str(e)) from None
+    if args.storage != "float32":
+        raise UsageError("--engine ray writes float32 embeddings (Parquet fixed-size float32 lists); drop --storage")
+    from ..model.model import load_model
+    from ..preprocess.processor import load_processor
+
+    meta = embeddings_metadata(load_model(folder), load_processor(folder, resize_backend=args.resize_backend), folder, args)
+    start = time.monotonic()
+    written = embed_files_to_parquet(files, args.output, folder, meta, batch_size=args.batch_size,
+                                     num_workers=args.num_workers or 2, cpus_per_worker=args.cpus_per_worker,
+                                     gpus_per_worker=args.gpus_per_worker, address=args.address, overwrite=args.overwrite,
+                                     dtype=args.dtype, backend=args.backend, resize_backend=args.resize_backend,
+                                     max_num_patches=args.max_num_patches)  # fmt: skip
     seconds = time.monotonic() - start
-    print(f"embedded {written['rows']} images on Ray in {seconds:.1f} s ({written['rows'] / seconds:.1f} images/s); "
+    print(f"embedded {plural(written['rows'], 'image')} on Ray in {seconds:.1f} s ({written['rows'] / seconds:.1f} images/s); "
           f"{args.output} holds {written['rows']} embeddings of width {written['dim']} (Parquet)")  # fmt: skip
-    if written["skipped"]:
-        print(f"{PROG}: warning: skipped {written['skipped']} unreadable images: {', '.join(written['skipped_paths'][:5])}")
+    for path in written["skipped_paths"]:
+        print(f"{PROG}: warning: skipped unreadable image {path}", file=sys.stderr)
     if ignored:
-        print(f"ignored {ignored} files without an image extension in the folders")
+        print(f"ignored {plural(ignored, 'file')} without an image extension in the folders")
     return EXIT_OK

@@ -186,7 +186,7 @@ def open_index(path):
         raise EmbeddingsFileError(f"{path}: not an embeddings file written by `siglip2-ref embed` ({e})") from None
     check_meta(path, meta, {k: v[1] for k, v in tensors.items()})
     embeddings = tensors["embeddings"][0]
-    return checked_file(path, embeddings, paths_of(path, tensors["paths"][0]), meta,
+    return checked_file(path, embeddings.shape, paths_of(path, tensors["paths"][0]), meta,
                         {k: tensors[k][0] for k in RECORD_KEYS if k in tensors}, mapped_reader(path, tensors))  # fmt: skip
 
 
@@ -248,9 +248,9 @@ def paths_of(path, raw):  # [bytes] uint8 -> list of str
     return paths
 
 
-def checked_file(path, embeddings, paths, meta, records, read_rows):
+def checked_file(path, shape, paths, meta, records, read_rows):
     """An `Embeddings` after the checks that need no row values: shapes, counts, width, unique paths."""
-    shape = tuple(embeddings.shape)
+    shape = tuple(shape)
     if len(shape) != 2:
         raise EmbeddingsFileError(f"{path}: embeddings have shape {shape}, expected [rows, width]")
     for key, value in (("rows", shape[0]), ("dim", shape[1])):
@@ -282,5 +282,5 @@ def open_npz(path):
     dtypes = {k: SAFETENSORS_DTYPE.get(a.dtype.name, a.dtype.name) for k, a in arrays.items()}
     check_meta(path, meta, dtypes)
     embeddings = arrays["embeddings"]
-    return checked_file(path, embeddings, paths_of(path, arrays["paths"]), meta,
+    return checked_file(path, embeddings.shape, paths_of(path, arrays["paths"]), meta,
                         {k: arrays[k] for k in RECORD_KEYS if k in arrays}, lambda a, b: embeddings[a:b])  # fmt: skip
