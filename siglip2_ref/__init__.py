@@ -4,7 +4,8 @@ from .backend import to_numpy
 from .checkpoint.config import ConfigError
 from .model.model import Model, NonFiniteError, load_model
 from .tasks.pipelines import embed_images, embed_texts, rank_images, rank_texts, zero_shot
-from .tasks.embedfile import EmbeddingsFileError, load_embeddings, open_embeddings, save_embeddings
+from .tasks.embedfile import EmbeddingsFileError, save_embeddings
+from .tasks.readers import load_embeddings, open_embeddings
 from .tasks.query import parse_query, query_vector, search
 from .preprocess.processor import Processor, load_processor
 from .model.vision import InputError

@@ -21,7 +21,7 @@ from siglip2_ref.cli import app as cli
 from siglip2_ref.cli import info as info_command
 from siglip2_ref.demo import EXAMPLE_IMAGE, shapes
 from siglip2_ref.model.model import load_model
-from siglip2_ref.tasks.embedfile import load_embeddings
+from siglip2_ref.tasks.readers import load_embeddings
 from siglip2_ref.tasks.pipelines import zero_shot
 from siglip2_ref.preprocess.processor import load_processor
 from siglip2_ref.tasks.pictures import model_view

@@ -20,8 +20,8 @@ from siglip2_ref import cli
 from siglip2_ref.demo import DEMO_FIXRES, DEMO_NAFLEX, shapes
 from siglip2_ref.model.model import load_model
 from siglip2_ref.preprocess.processor import load_processor
-from siglip2_ref.tasks.embedfile import (FORMAT, EmbeddingsFileError, load_embeddings, open_embeddings, partial_path,
-                                         save_embeddings, write_safetensors)  # fmt: skip
+from siglip2_ref.tasks.embedfile import FORMAT, EmbeddingsFileError, partial_path, save_embeddings, write_safetensors
+from siglip2_ref.tasks.readers import load_embeddings, open_embeddings
 from siglip2_ref.tasks.pipelines import embed_images
 
 ROOT = Path(__file__).resolve().parent.parent

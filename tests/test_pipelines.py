@@ -29,7 +29,8 @@ from siglip2_ref.tasks.pipelines import (
     zero_shot,
 )
 from siglip2_ref.preprocess.processor import load_processor
-from siglip2_ref.tasks.embedfile import load_embeddings, save_embeddings
+from siglip2_ref.tasks.embedfile import save_embeddings
+from siglip2_ref.tasks.readers import load_embeddings
 from siglip2_ref.tasks.query import search
 from siglip2_ref.porting.tolerances import assert_close
 from siglip2_ref.model.vision import InputError

@@ -17,7 +17,7 @@ from siglip2_ref import cli
 from siglip2_ref.demo import DEMO_NAFLEX
 from siglip2_ref.model.model import load_model
 from siglip2_ref.preprocess.processor import load_processor
-from siglip2_ref.tasks.embedfile import open_embeddings
+from siglip2_ref.tasks.readers import open_embeddings
 from siglip2_ref.tasks.pipelines import embed_images
 from tests.test_index import folder_of, images_in
 

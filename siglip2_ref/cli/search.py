@@ -53,7 +53,7 @@ def check_outputs(args):
 
 
 def run(args):
-    from ..tasks.embedfile import open_embeddings
+    from ..tasks.readers import open_embeddings
     from ..tasks.query import parse_query, search_embeddings
 
     check_outputs(args)

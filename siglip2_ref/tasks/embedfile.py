@@ -158,25 +158,6 @@ class Embeddings:
         return rows
 
 
-def open_embeddings(path):
-    """An `Embeddings` for a .safetensors or .npz file, or a Parquet folder/file; checked before any row is used."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise EmbeddingsFileError(f"{path}: no such embeddings file (make one with `siglip2-ref embed`)")
-    if os.path.isdir(path) or path.endswith(".parquet"):
-        from .parquet_io import open_parquet
-
-        return open_parquet(path)
-    opener = open_npz if path.endswith(".npz") else open_index
-    return opener(path)
-
-
-def load_embeddings(path):
-    """(embeddings [I, D] float32, paths, metadata dict): the whole file in memory, every row checked."""
-    e = open_embeddings(path)
-    return e.array(), e.paths, e.meta
-
-
 def open_index(path):
     """The .safetensors index, memory-mapped: the embeddings are read only chunk by chunk."""
     try:

@@ -18,7 +18,8 @@ import os
 import numpy as np
 
 from ..checkpoint.weights import weight_files
-from .embedfile import CHUNK_ROWS, Rows, open_embeddings, partial_path, save_embeddings
+from .embedfile import CHUNK_ROWS, Rows, partial_path, save_embeddings
+from .readers import open_embeddings
 
 SETTINGS_THAT_MUST_MATCH = ("model_fingerprint", "preprocessing", "dtype", "storage", "dim")
 SAMPLE_BLOCKS, SAMPLE_BYTES = 16, 4096  # bytes of each weights file read for the fingerprint
