@@ -26,8 +26,8 @@ def configure(p):
     p.add_argument("--json", action="store_true", help="print JSON: [{rank, path, score, cosine}] (score null for mixes and images)")
     p.add_argument("--html", metavar="FILE.html", help="also write a contact sheet: an HTML page of the thumbnails and scores")
     p.add_argument("--sheet", metavar="FILE.png", help="also write a contact sheet as one PNG grid of thumbnails and scores")
-    p.add_argument("--chunk-rows", type=positive_int, default=65536, metavar="N",
-                   help="rows scored at a time; memory stays at about N x width x 4 bytes (default: 65536)")  # fmt: skip
+    p.add_argument("--chunk-rows", type=positive_int, default=16384, metavar="N",
+                   help="rows scored at a time; memory stays at a few times N x width x 4 bytes (default: 16384)")  # fmt: skip
 
 
 def search_model_folder(args, meta):

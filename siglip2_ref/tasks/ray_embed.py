@@ -15,6 +15,7 @@ Ray and pyarrow are an optional extra: pip install "siglip2-ref[ray]".
 
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -106,6 +107,7 @@ def start_ray(address=None, num_cpus=None):
         options = dict(address=address) if address else dict(num_cpus=num_cpus or os.cpu_count())
         ray.init(**options, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines name internal plans and log folders
     return ray
 
 
