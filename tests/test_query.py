@@ -133,7 +133,7 @@ def test_contact_sheets_show_every_hit_with_its_score(tmp_path, pictures):
     (tmp_path / "out").mkdir()
     write_html(tmp_path / "out" / "s.html", rows, "a <test>")
     page = (tmp_path / "out" / "s.html").read_text()
-    assert page.count("<figure>") == 8 and "a &lt;test&gt;" in page and "p=0.500" in page and "cos=+0.100" in page
+    assert page.count("<figure>") == 8 and "a &lt;test&gt;" in page and "p=0.5<" in page and "cos=+0.100" in page
     assert f'src="../{files[0].name}"' in page
 
 
@@ -158,3 +158,10 @@ def test_prefetched_keeps_order_bounds_the_work_in_flight_and_returns_errors():
     assert [(r[0], str(r[2])) for r in rest if r[2] is not None] == [(3, "bad 3")]
     with pytest.raises(KeyError):
         list(prefetched(lambda i: {}[i], range(3), catch=(ValueError,)))  # other errors reach the consumer
+
+
+def test_query_image_suffixes_are_the_ones_embed_looks_for():
+    from siglip2_ref.cli.options import IMAGE_SUFFIXES
+    from siglip2_ref.tasks import query
+
+    assert query.IMAGE_SUFFIXES == IMAGE_SUFFIXES

@@ -17,7 +17,7 @@ THUMB, CAPTION, COLUMNS, PAD = 192, 34, 5, 8  # pixels per thumbnail side, capti
 
 
 def caption(row):
-    score = f"p={row['score']:.3f}" if row.get("score") is not None else f"cos={row['cosine']:+.3f}"
+    score = f"p={row['score']:.3g}" if row.get("score") is not None else f"cos={row['cosine']:+.3f}"
     return f"#{row['rank']} {score}", Path(row["path"]).name
 
 

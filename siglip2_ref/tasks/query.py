@@ -22,7 +22,7 @@ from .embedfile import CHUNK_ROWS, Embeddings
 from .pipelines import embed_images, embed_texts, match_logits
 
 OPERATORS = {"+": 1.0, "-": -1.0}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")  # as cli/options.py (tests check)
 
 
 def looks_like_image_path(text):
