@@ -269,3 +269,13 @@ def test_the_ray_engine_without_ray_says_how_to_install_it(capsys, tmp_path, mon
     assert code == 1 and 'pip install "siglip2-ref[ray]"' in err and "Traceback" not in err
     code, _, err = run(capsys, "embed", folder, "-o", tmp_path / "out.parquet")
     assert code == 2 and "a Parquet folder needs --engine ray" in err
+
+
+def test_when_every_file_turns_unreadable_the_index_empties_instead_of_keeping_stale_rows(capsys, tmp_path):
+    folder, index = folder_of(tmp_path, 2), tmp_path / "i.safetensors"
+    assert run(capsys, "embed", folder, "-o", index)[0] == 0
+    for f in images_in(folder):
+        f.write_bytes(b"junk")
+    code, out, err = run(capsys, "embed", folder, "-o", index)
+    assert code == 1 and "holds 0 embeddings" in out and "skipped 2 unreadable images" in err
+    assert len(open_embeddings(index)) == 0

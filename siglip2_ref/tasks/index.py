@@ -150,8 +150,8 @@ class IndexUpdate:
     def save(self):
         """Write kept + new rows to the index atomically (the old index stays whole until the rename)."""
         paths = self.paths()
-        if not paths:
-            return
+        if not paths and self.old is None:
+            return  # nothing to write, nothing to empty
         dim = int(self.meta["dim"])
         rows = Rows((len(paths), dim), self.storage, self.blocks)
         save_embeddings(self.output, rows, paths, self.meta, self.records(paths), self.storage)
