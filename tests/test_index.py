@@ -158,20 +158,22 @@ def embed_process(folder, index):
 
 
 def test_a_killed_run_leaves_a_consistent_index_and_a_rerun_completes_it(tmp_path, demo):
-    folder, index = folder_of(tmp_path, 60), tmp_path / "i.safetensors"
-    files = images_in(folder)
+    folder, index = folder_of(tmp_path, 90), tmp_path / "i.safetensors"
+    files, cut_short = images_in(folder), []
     for attempt in range(2):  # kill while the index is being built, then once more during the next run
         proc = embed_process(folder, index)
         start = time.monotonic()
         while not (index.exists() and len(open_embeddings(index)) > 3 * attempt) and proc.poll() is None:
             assert time.monotonic() - start < 120, "the run never saved"
-            time.sleep(0.02)
+            time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         held = open_embeddings(index)  # whole and checked, whatever moment the kill hit
-        assert set(held.paths) <= {str(f) for f in files} and len(held) < len(files) or proc.returncode == 0
+        assert set(held.paths) <= {str(f) for f in files}
         expected = embed_images(*demo, [Path(p) for p in held.paths], batch_size=4)
         np.testing.assert_allclose(held.array(), expected, atol=1e-6, rtol=0)
+        cut_short.append(len(held) < len(files))
+    assert any(cut_short), "both runs finished before the kill: the machine was too fast for this test's timing"
     proc = embed_process(folder, index)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
