@@ -228,7 +228,7 @@ def main(argv=None):
 
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="collections-bench-"))
     use_hf = transformers_available()
-    print("\n".join(environment(1)))
+    print("\n".join(environment(os.cpu_count())))
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     files = write_jpegs(tmp / "jpegs", max(args.images, args.base_images))
     print("\n| model | images | method | images/s | vs transformers |\n|---|---|---|---|---|")

@@ -141,11 +141,11 @@ def top_k(embeddings, q, k, chunk_rows=CHUNK_ROWS):  # [I, D] in chunks, [D] -> 
     return best_rows, best_scores
 
 
-def search_embeddings(model, processor, query, image_embeds, top_k_=5, max_num_patches=None, chunk_rows=CHUNK_ROWS):
+def search_embeddings(model, processor, query, image_embeds, k=5, max_num_patches=None, chunk_rows=CHUNK_ROWS):
     """[(row, cosine, probability or None)] best first; the probability only for a query of one text."""
     terms, embeddings = as_terms(query), as_embeddings(image_embeds)
     q = query_vector(model, processor, terms, max_num_patches)  # [D]
-    rows, cosines = top_k(embeddings, q, max(int(top_k_), 1), chunk_rows)
+    rows, cosines = top_k(embeddings, q, max(int(k), 1), chunk_rows)
     probs = [None] * len(rows)
     if is_single_text(terms) and len(rows):
         logits = match_logits(model, q[None], embeddings.rows(rows))[0]  # [K], as logits_per_text
