@@ -144,16 +144,15 @@ class Embeddings:
 
     def checked(self, start, rows):  # [C, D] -> [C, D]
         """Rows that are finite and unit length, as `embed` writes them; else an error naming the row and path."""
-        bad = ~np.isfinite(rows).all(axis=1)
-        if bad.any():
-            i = start + int(np.argmax(bad))
-            raise EmbeddingsFileError(f"{self.path}: row {i} ({self.paths[i]}) holds NaN or inf; expected finite "
-                                      "L2-normalised rows (was it written from a damaged model?)")  # fmt: skip
-        norms = np.sqrt(np.einsum("cd,cd->c", rows, rows))  # [C]
-        off = np.abs(norms - 1) > NORM_TOLERANCE.get(self.storage, 1e-3)
+        norms = np.sqrt(np.einsum("cd,cd->c", rows, rows))  # [C]; a NaN or inf anywhere makes its row's norm so
+        off = ~(np.abs(norms - 1) <= NORM_TOLERANCE.get(self.storage, 1e-3))  # one pass checks both
         if off.any():
-            i = start + int(np.argmax(off))
-            raise EmbeddingsFileError(f"{self.path}: row {i} ({self.paths[i]}) has length {norms[np.argmax(off)]:.4g}; "
+            c = int(np.argmax(off))
+            i = start + c
+            if not np.isfinite(rows[c]).all():
+                raise EmbeddingsFileError(f"{self.path}: row {i} ({self.paths[i]}) holds NaN or inf; expected finite "
+                                          "L2-normalised rows (was it written from a damaged model?)")  # fmt: skip
+            raise EmbeddingsFileError(f"{self.path}: row {i} ({self.paths[i]}) has length {norms[c]:.4g}; "
                                       "the file says its rows are L2-normalised (length 1)")  # fmt: skip
         return rows
 
