@@ -218,6 +218,8 @@ BAD_FILES = {
     "older format": (dict(embeddings=unit_rows(2), meta={"format": "siglip2-ref-embeddings/1"}), "written by an older siglip2-ref"),
     "other format": (dict(embeddings=unit_rows(2), meta={"format": "clip-retrieval"}), "format 'clip-retrieval', expected"),
     "3-d rows": (dict(embeddings=unit_rows(4).reshape(2, 2, 48)), "embeddings have shape (2, 2, 48), expected [rows, width]"),
+    "1-d rows": (dict(embeddings=np.ones(4, np.float32), paths=["/a", "/b", "/c", "/d"]), "embeddings have shape (4,), expected [rows, width]"),
+    "zero width": (dict(embeddings=np.zeros((2, 0), np.float32)), "shape (2, 0), expected [rows, width] with width at least 1"),
 }  # fmt: skip
 
 

@@ -166,8 +166,10 @@ def open_index(path):
         raise EmbeddingsFileError(f"{path}: not an embeddings file written by `siglip2-ref embed` ({e})") from None
     check_meta(path, meta, {k: v[1] for k, v in tensors.items()})
     embeddings = tensors["embeddings"][0]
-    return checked_file(path, embeddings.shape, paths_of(path, tensors["paths"][0]), meta,
-                        {k: tensors[k][0] for k in RECORD_KEYS if k in tensors}, mapped_reader(path, tensors))  # fmt: skip
+    e = checked_file(path, embeddings.shape, paths_of(path, tensors["paths"][0]), meta,
+                     {k: tensors[k][0] for k in RECORD_KEYS if k in tensors}, None)  # fmt: skip
+    e._read_rows = mapped_reader(path, embeddings.dtype, embeddings.shape[1])  # once the shape is known to be [I, D]
+    return e
 
 
 def read_metadata(path):
@@ -177,22 +179,20 @@ def read_metadata(path):
         return json.loads(f.read(n)).get("__metadata__") or {}
 
 
-def mapped_reader(path, tensors):
+def mapped_reader(path, dtype, width):
     """(start, stop) -> rows, from a private read-only map whose pages are released after each chunk.
 
     Released pages stay in the page cache (a second query is as fast) but stop counting in this process's RSS,
     so a 3 GB index is searched with a resident set of about one chunk.
     """
     header, data_start = read_header(path)
-    begin = data_start + header["embeddings"]["data_offsets"][0]
-    shape, dtype = header["embeddings"]["shape"], np.dtype(STORAGE[{"F32": "float32", "F16": "float16"}[header["embeddings"]["dtype"]]])
-    row_bytes = shape[1] * dtype.itemsize
+    begin, row_bytes = data_start + header["embeddings"]["data_offsets"][0], width * dtype.itemsize
     with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.path.getsize(path) else None
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
     def read(start, stop):  # -> [C, D]
         lo, hi = begin + start * row_bytes, begin + stop * row_bytes
-        rows = np.frombuffer(mapped, dtype, count=(stop - start) * shape[1], offset=lo).reshape(stop - start, shape[1]).copy()
+        rows = np.frombuffer(mapped, dtype, count=(stop - start) * width, offset=lo).reshape(stop - start, width).copy()
         page = lo - lo % mmap.PAGESIZE
         mapped.madvise(mmap.MADV_DONTNEED, page, hi - page)
         return rows
@@ -231,8 +231,8 @@ def paths_of(path, raw):  # [bytes] uint8 -> list of str
 def checked_file(path, shape, paths, meta, records, read_rows):
     """An `Embeddings` after the checks that need no row values: shapes, counts, width, unique paths."""
     shape = tuple(shape)
-    if len(shape) != 2:
-        raise EmbeddingsFileError(f"{path}: embeddings have shape {shape}, expected [rows, width]")
+    if len(shape) != 2 or shape[1] < 1:
+        raise EmbeddingsFileError(f"{path}: embeddings have shape {shape}, expected [rows, width] with width at least 1")
     for key, value in (("rows", shape[0]), ("dim", shape[1])):
         if meta.get(key) != str(value):
             raise EmbeddingsFileError(f"{path}: metadata {key}={meta.get(key)!r} but the embeddings are {shape[0]} x {shape[1]}")
