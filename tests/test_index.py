@@ -273,6 +273,8 @@ def test_the_ray_engine_without_ray_says_how_to_install_it(capsys, tmp_path, mon
     assert code == 1 and 'pip install "siglip2-ref[ray]"' in err and "Traceback" not in err
     code, _, err = run(capsys, "embed", folder, "-o", tmp_path / "out.parquet")
     assert code == 2 and "a Parquet folder needs --engine ray" in err
+    code, _, err = run(capsys, "embed", folder, "--engine", "ray")  # the default -o is the local index's name
+    assert code == 2 and "writes a Parquet folder" in err
 
 
 def test_when_every_file_turns_unreadable_the_index_empties_instead_of_keeping_stale_rows(capsys, tmp_path):

@@ -87,6 +87,8 @@ def embeddings_metadata(model, processor, folder, args):
 def check_output(args):
     """The output path is usable: a known suffix (a Parquet folder for Ray), not a folder for the local index."""
     if args.engine == "ray":
+        if args.output.endswith((".safetensors", ".npz")):
+            raise UsageError(f"--output {args.output}: --engine ray writes a Parquet folder; give a name such as photos.parquet")
         return
     if not args.output.endswith((".safetensors", ".npz")):
         raise UsageError(f"--output {args.output}: use a .safetensors or .npz file name (a Parquet folder needs --engine ray)")
