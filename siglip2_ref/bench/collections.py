@@ -231,10 +231,11 @@ def main(argv=None):
     print("\n".join(environment(os.cpu_count())))
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     files = write_jpegs(tmp / "jpegs", max(args.images, args.base_images))
-    print("\n| model | images | method | images/s | vs transformers |\n|---|---|---|---|---|")
     embed_rows = [("demo", Path(DEMO_NAFLEX), files[: args.images])] * ("demo" not in args.skip)
     if "base" not in args.skip:
         embed_rows.append(("base (random, 256 patches)", base_checkpoint(tmp / "checkpoints"), files[: args.base_images]))
+    if embed_rows:
+        print("\n| model | images | method | images/s | vs transformers |\n|---|---|---|---|---|")
     recalls = []
     for name, folder, subset in embed_rows:
         times = bench_embed(name, folder, subset, use_hf, args.repeats)
