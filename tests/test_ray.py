@@ -96,16 +96,18 @@ def map_worker_pids():
 
 def test_a_worker_killed_mid_way_still_gives_every_row_exactly_once(tmp_path, demo):
     files = [str(f) for f in images_in(folder_of(tmp_path, 150))]
-    killed, finished = {}, {}
+    killed, finished, before = {}, {}, set(map_worker_pids())  # actors of earlier tests may still be exiting
 
     def killer():
-        start = time.monotonic()
-        while not map_worker_pids() and time.monotonic() - start < 120:
+        start, new = time.monotonic(), []
+        while not new and time.monotonic() - start < 120:
+            new = [p for p in map_worker_pids() if p not in before]
             time.sleep(0.05)
         time.sleep(2.0)  # let the workers load the model and embed some batches
-        pid = map_worker_pids()[0]
-        os.kill(pid, signal.SIGKILL)
-        killed.update(pid=pid, at=time.monotonic())
+        alive = [p for p in map_worker_pids() if p in new]
+        if alive and not finished:
+            os.kill(alive[0], signal.SIGKILL)
+            killed.update(pid=alive[0], at=time.monotonic())
 
     thread = threading.Thread(target=killer)
     thread.start()
