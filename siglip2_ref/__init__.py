@@ -7,6 +7,7 @@ from .tasks.pipelines import embed_images, embed_texts, rank_images, rank_texts,
 from .tasks.embedfile import EmbeddingsFileError, save_embeddings
 from .tasks.readers import load_embeddings, open_embeddings
 from .tasks.query import parse_query, query_vector, search
+from .tasks.ray_embed import embed_dataset  # needs the ray extra only when called
 from .preprocess.processor import Processor, load_processor
 from .model.vision import InputError
 from .checkpoint.weights import CheckpointError
@@ -15,6 +16,6 @@ __version__ = "0.1.0"
 __all__ = [
     "load_model", "load_processor", "zero_shot", "to_numpy",
     "embed_images", "embed_texts", "rank_images", "rank_texts", "search",
-    "open_embeddings", "load_embeddings", "save_embeddings", "query_vector", "parse_query", "EmbeddingsFileError",
+    "open_embeddings", "load_embeddings", "save_embeddings", "query_vector", "parse_query", "EmbeddingsFileError", "embed_dataset",
     "Model", "Processor", "ConfigError", "CheckpointError", "InputError", "NonFiniteError",
 ]  # fmt: skip

@@ -27,7 +27,8 @@ pytestmark = [
 ]
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
-from siglip2_ref.tasks.ray_embed import embed_dataset, embed_files_to_parquet  # noqa: E402
+from siglip2_ref import embed_dataset  # noqa: E402 (the public name)
+from siglip2_ref.tasks.ray_embed import embed_files_to_parquet  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -95,25 +96,25 @@ def map_worker_pids():
 
 
 def test_a_worker_killed_mid_way_still_gives_every_row_exactly_once(tmp_path, demo):
-    files = [str(f) for f in images_in(folder_of(tmp_path, 150))]
+    files, out = [str(f) for f in images_in(folder_of(tmp_path, 200))], tmp_path / "out.parquet"
     killed, finished, before = {}, {}, set(map_worker_pids())  # actors of earlier tests may still be exiting
 
-    def killer():
-        start, new = time.monotonic(), []
-        while not new and time.monotonic() - start < 120:
-            new = [p for p in map_worker_pids() if p not in before]
-            time.sleep(0.05)
-        time.sleep(2.0)  # let the workers load the model and embed some batches
-        alive = [p for p in map_worker_pids() if p in new]
-        if alive and not finished:
-            os.kill(alive[0], signal.SIGKILL)
-            killed.update(pid=alive[0], at=time.monotonic())
+    def killer():  # once this run's workers exist and have had half a second (or written a first file): kill one
+        start, new, seen = time.monotonic(), [], None
+        while not killed and not finished and time.monotonic() - start < 120:
+            new = new or [p for p in map_worker_pids() if p not in before]
+            seen = seen or (time.monotonic() if new else None)
+            alive = [p for p in map_worker_pids() if p in new]
+            if alive and (time.monotonic() - seen > 0.5 or (out.is_dir() and any(out.iterdir()))):
+                os.kill(alive[0], signal.SIGKILL)
+                killed.update(pid=alive[0], at=time.monotonic())
+            time.sleep(0.02)
 
     thread = threading.Thread(target=killer)
     thread.start()
-    written = embed_files_to_parquet(files, str(tmp_path / "out.parquet"), DEMO_NAFLEX, META, batch_size=1, num_workers=2)
+    written = embed_files_to_parquet(files, str(out), DEMO_NAFLEX, META, batch_size=1, num_workers=2)
     finished["at"] = time.monotonic()
     thread.join()
     assert killed and killed["at"] < finished["at"], "the worker was not killed while the run was going on"
     assert written["rows"] == len(files) and written["skipped_paths"] == []
-    assert_same_as_local(tmp_path / "out.parquet", files, demo)
+    assert_same_as_local(out, files, demo)
