@@ -193,8 +193,9 @@ def mapped_reader(path, dtype, width):
     def read(start, stop):  # -> [C, D]
         lo, hi = begin + start * row_bytes, begin + stop * row_bytes
         rows = np.frombuffer(mapped, dtype, count=(stop - start) * width, offset=lo).reshape(stop - start, width).copy()
-        page = lo - lo % mmap.PAGESIZE
-        mapped.madvise(mmap.MADV_DONTNEED, page, hi - page)
+        if hasattr(mmap, "MADV_DONTNEED"):  # Linux and most Unixes; elsewhere the OS reclaims the pages itself
+            page = lo - lo % mmap.PAGESIZE
+            mapped.madvise(mmap.MADV_DONTNEED, page, hi - page)
         return rows
 
     return read
