@@ -16,6 +16,8 @@ names the file, key, argument or stage, and what was expected (docs/bad_input.md
       ImageInputError          an image that cannot be preprocessed
         ImageFileError         a path that does not hold a readable image
         ImageTooLargeError     an image over Pillow's decompression-bomb limit
+        EmbeddingsFileError    an embeddings file (index) that embed did not write, or with inconsistent rows
+      IndexMismatch            an existing index made with another model, other settings or dtypes
       DumpError                not a readable stage dump, or two dumps that cannot be compared
     FileNotFoundError
       CheckpointNotFound       neither a folder nor a hub id present in the local cache
@@ -68,6 +70,14 @@ class ImageFileError(ImageInputError):
 
 class ImageTooLargeError(ImageInputError):
     """An image file larger than Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`)."""
+
+
+class EmbeddingsFileError(InputError):
+    """An embeddings file that is not one `embed` wrote, or whose rows or metadata are inconsistent."""
+
+
+class IndexMismatch(ValueError):
+    """An existing index made with another model, other preprocessing settings or dtypes."""
 
 
 class DumpError(ValueError):

@@ -211,10 +211,13 @@ def test_bad_logit_scale_is_refused_in_call_and_pipelines(naflex, scale):
         match_logits(model, embeds, embeds)
 
 
-def test_pipelines_refuse_nan_embeddings(naflex):
+def test_search_refuses_nan_embeddings_naming_the_row():
+    # The check sits where stored rows are read (tasks/embedfile.py), for arrays as for files (tests/test_index.py).
+    from siglip2_ref.tasks.query import as_embeddings, top_k
+
     embeds = np.eye(2, 12, dtype=np.float32)
-    with pytest.raises(InputError, match="NaN or inf"):
-        match_logits(naflex, embeds, nan_at(embeds, (1, 3)))
+    with pytest.raises(InputError, match=r"row 1 .*NaN or inf"):
+        top_k(as_embeddings(nan_at(embeds, (1, 3))), embeds[0], 2)
 
 
 def test_nonfinite_error_is_exported_and_an_input_error():

@@ -21,7 +21,8 @@ from siglip2_ref.cli import app as cli
 from siglip2_ref.cli import info as info_command
 from siglip2_ref.demo import EXAMPLE_IMAGE, shapes
 from siglip2_ref.model.model import load_model
-from siglip2_ref.tasks.pipelines import load_embeddings, zero_shot
+from siglip2_ref.tasks.readers import load_embeddings
+from siglip2_ref.tasks.pipelines import zero_shot
 from siglip2_ref.preprocess.processor import load_processor
 from siglip2_ref.tasks.pictures import model_view
 from tests.test_pipelines import needs_demo, random_image, tiny_folders  # noqa: F401 (fixture)
@@ -140,13 +141,12 @@ def test_embed_a_folder_skips_unreadable_files_and_search_finds_them(capsys, naf
     assert [r["path"] for r in rows] == [paths[i] for i in order] and [r["rank"] for r in rows] == [1, 2, 3]
 
 
-def test_embed_refuses_to_overwrite_and_resumes(capsys, naflex, images, tmp_path):
+def test_embed_updates_an_existing_index_and_overwrite_rebuilds(capsys, naflex, images, tmp_path):
+    # A rerun adds what is new (tests/test_index.py covers changed, removed, corrupt and killed runs).
     output = tmp_path / "e.npz"
     assert run(capsys, "embed", images / "im0.png", images / "im1.png", "-o", output, "--model", naflex)[0] == 0
-    code, _, err = run(capsys, "embed", images, "-o", output, "--model", naflex)
-    assert code == 2 and "--resume" in err and "--overwrite" in err
-    code, out, _ = run(capsys, "embed", images, "-o", output, "--model", naflex, "--resume")
-    assert code == 0 and "embedded 3 new images" in out and "holds 5 embeddings" in out
+    code, out, _ = run(capsys, "embed", images, "-o", output, "--model", naflex)
+    assert code == 0 and "embedded 3 images (3 new, 0 changed)" in out and "kept 2 unchanged" in out and "holds 5 embeddings" in out
     first, paths, _ = load_embeddings(output)
     assert paths[:2] == [str(images / "im0.png"), str(images / "im1.png")] and len(set(paths)) == 5
     assert run(capsys, "embed", images / "im3.png", "-o", output, "--model", naflex, "--overwrite")[0] == 0

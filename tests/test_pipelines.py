@@ -24,14 +24,14 @@ from siglip2_ref.tasks.pipelines import (
     embed_images,
     embed_texts,
     image_batches,
-    load_embeddings,
     rank_images,
     rank_texts,
-    save_embeddings,
-    search,
     zero_shot,
 )
 from siglip2_ref.preprocess.processor import load_processor
+from siglip2_ref.tasks.embedfile import save_embeddings
+from siglip2_ref.tasks.readers import load_embeddings
+from siglip2_ref.tasks.query import search
 from siglip2_ref.porting.tolerances import assert_close
 from siglip2_ref.model.vision import InputError
 from tests.synthetic import random_weights, tiny_config, tiny_shapes, write_checkpoint
@@ -264,6 +264,7 @@ def test_search_rejects_embeddings_of_another_width(tiny):
 def test_embedding_files_round_trip(tmp_path, suffix):
     path = tmp_path / f"e{suffix}"
     embeddings = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)  # stored rows are L2-normalised, and checked
     paths = ["a.png", "dir/b é.jpg", "c.webp"]
     save_embeddings(str(path), embeddings, paths, {"model": "/x/y", "dim": 5})
     loaded, loaded_paths, meta = load_embeddings(path)

@@ -1,8 +1,8 @@
-"""Tools on top of the model: zero-shot classification, batched embedding, ranking and search.
+"""Tools on top of the model: zero-shot classification, batched embedding and ranking.
 
     ranked = zero_shot(model, processor, "cat.jpg", ["a cat", "a dog"])   # [("a cat", 0.93), ("a dog", 0.01)]
     image_embeds = embed_images(model, processor, paths)                  # [I, D], L2-normalised
-    hits = search(model, processor, "a red circle", image_embeds, top_k=5)
+    hits = search(model, processor, "a red circle", image_embeds, top_k=5)   # tasks/query.py
 
 Everything here goes through the public loading, preprocessing and forward API, so its answers are the
 model's answers: texts are padded to 64 tokens, probabilities are sigmoids of
@@ -11,8 +11,6 @@ model's answers: texts are padded to 64 tokens, probabilities are sigmoids of
 Shape alphabet: I images, T texts, D embedding width, N patch slots (NaFlex), K results kept (top-k).
 """
 
-import json
-import os
 import string
 
 import numpy as np
@@ -21,6 +19,7 @@ from ..backend import to_numpy
 from ..errors import ImageInputError, InputError
 from ..model.head import l2_normalize, sigmoid, similarity_logits
 from ..model.model import check_finite_logits
+from .stream import capture, prefetched
 
 DEFAULT_TEMPLATE = "This is a photo of {}."  # transformers' ZeroShotImageClassificationPipeline default
 IMAGE_BATCH = 16  # images per forward: NaFlex attention is [B, H, N, N], ~100 MB for B/16 at 256 patches
@@ -77,32 +76,44 @@ def stack_inputs(items):  # list of {name: [1, ...]} -> {name: [b, ...]}
     return {name: np.concatenate([item[name] for item in items]) for name in items[0]}
 
 
-def image_batches(processor, images, batch_size=IMAGE_BATCH, max_num_patches=None, on_error=None):
+def image_batches(processor, images, batch_size=IMAGE_BATCH, max_num_patches=None, on_error=None, workers=0):
     """Preprocess `images` lazily, yielding (indices, batch) with at most `batch_size` images each.
 
-    Only one batch of pixels exists at a time, so an iterator of a million paths runs in bounded memory.
-    Images are preprocessed one by one (an image's result does not depend on its batch), so one unreadable
-    file costs only itself: with `on_error(index, image, error)` given, files that cannot be read or
-    decoded are reported there and skipped; without it they raise.
+    Only one batch of pixels exists at a time (plus, with `workers` threads, up to two batches preprocessed
+    ahead), so an iterator of a million paths runs in bounded memory. Images are preprocessed one by one (an
+    image's result does not depend on its batch), so one unreadable file costs only itself: with
+    `on_error(index, image, error)` given, files that cannot be read or decoded are reported there and skipped;
+    without it they raise. workers=0 preprocesses in the caller's thread (the serial pipeline).
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
     options, image_processor = image_options(max_num_patches), processor.require_image_processor()
     indices, items = [], []
-    for i, image in enumerate(images):
-        try:
-            items.append(image_processor(image, **options))
-        except SKIPPABLE as e:
+    for i, image, item, error in preprocessed(image_processor, images, options, workers, 2 * batch_size):
+        if error is not None:
             if on_error is None:
-                raise
-            on_error(i, image, e)
+                raise error
+            on_error(i, image, error)
             continue
         indices.append(i)
+        items.append(item)
         if len(items) == batch_size:
             yield indices, stack_inputs(items)
             indices, items = [], []
     if items:
         yield indices, stack_inputs(items)
+
+
+def preprocessed(image_processor, images, options, workers, depth):
+    """Yield (index, image, processor output or None, skippable error or None), serially or in worker threads."""
+    process = capture(lambda image: image_processor(image, **options), SKIPPABLE)
+    if workers < 1:
+        for i, image in enumerate(images):
+            yield (i, image, *process(image))
+        return
+    numbered = enumerate(images)
+    for (i, image), item, error in prefetched(lambda pair: process(pair[1]), numbered, workers, depth):
+        yield (i, image, *item)
 
 
 def image_features(model, batch, normalize=True):  # batch of I images -> [I, D] host array
@@ -112,9 +123,9 @@ def image_features(model, batch, normalize=True):  # batch of I images -> [I, D]
 
 
 def iter_image_embeddings(model, processor, images, batch_size=IMAGE_BATCH, normalize=True, max_num_patches=None,
-                          on_error=None):  # fmt: skip
-    """Yield (indices, embeddings [b, D]) batch by batch; see `image_batches` for `on_error`."""
-    for indices, batch in image_batches(processor, images, batch_size, max_num_patches, on_error):
+                          on_error=None, workers=0):  # fmt: skip
+    """Yield (indices, embeddings [b, D]) batch by batch; see `image_batches` for `on_error` and `workers`."""
+    for indices, batch in image_batches(processor, images, batch_size, max_num_patches, on_error, workers):
         yield indices, image_features(model, batch, normalize)
 
 
@@ -141,9 +152,7 @@ def match_logits(model, text_embeds, image_embeds):  # [T, D], [I, D] -> [T, I]
     if text_embeds.shape[-1] != image_embeds.shape[-1]:
         raise InputError(f"embedding widths differ: texts {text_embeds.shape[-1]}, images {image_embeds.shape[-1]}; "
                          "were the image embeddings made with another model?")  # fmt: skip
-    if not (np.isfinite(text_embeds).all() and np.isfinite(image_embeds).all()):
-        raise InputError("embeddings hold NaN or inf values; expected finite L2-normalised [I, D] rows "
-                         "(were they saved from a damaged model?)")  # fmt: skip
+    # Stored rows are checked (finite, unit length) where they are read: embedfile.Embeddings.checked.
     logits = similarity_logits(text_embeds, image_embeds.astype(text_embeds.dtype), scale, bias)
     check_finite_logits(logits, model.params, np)
     return logits
@@ -220,63 +229,8 @@ def rank_texts(model, processor, image, texts, top_k=None, max_num_patches=None)
 
 def rank_images(model, processor, text, images, top_k=None, max_num_patches=None):
     """[(image index, probability)] best first: which of `images` match the text `text`."""
+    text = check_texts([text], "text")[0]
     image_embeds = embed_images(model, processor, images, max_num_patches=max_num_patches)  # [I, D]
-    return search(model, processor, text, image_embeds, top_k)
-
-
-def search(model, processor, query, image_embeds, top_k=5):
-    """[(row, probability)] best first: rows of precomputed L2-normalised `image_embeds` [I, D] for a text query."""
-    query = check_texts([query], "query")[0]
-    text_embeds = embed_texts(model, processor, [query])  # [1, D]
-    image_embeds = np.asarray(image_embeds)
-    if image_embeds.ndim != 2 or not len(image_embeds):
-        raise InputError(f"image_embeds: expected a non-empty [I, D] array, got shape {image_embeds.shape}")
+    text_embeds = embed_texts(model, processor, [text])  # [1, D]
     probs = sigmoid(match_logits(model, text_embeds, image_embeds)[0])  # [I]
     return ranked(list(range(len(image_embeds))), probs, top_k)
-
-
-# ---------------------------------------------------------------- embedding files
-
-EMBEDDINGS_FORMAT = "siglip2-ref-embeddings/1"
-
-
-def save_embeddings(path, embeddings, paths, metadata=None):
-    """Write embeddings [I, D] and their source paths to `.safetensors` (paths in the header) or `.npz`.
-
-    The file is written next to `path` and renamed into place, so an interrupted run never leaves half a file.
-    """
-    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-    if embeddings.ndim != 2 or len(embeddings) != len(paths):
-        raise InputError(f"embeddings {embeddings.shape} and {len(paths)} paths do not match")
-    meta = {"format": EMBEDDINGS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}}
-    tmp = f"{path}.partial{os.path.splitext(path)[1]}"
-    if str(path).endswith(".npz"):
-        np.savez(tmp, embeddings=embeddings, paths=np.array(list(paths), dtype=str), metadata=np.array(json.dumps(meta)))
-    else:
-        from safetensors.numpy import save_file
-
-        save_file({"embeddings": embeddings}, tmp, metadata={**meta, "paths": json.dumps(list(paths))})
-    os.replace(tmp, path)
-
-
-def load_embeddings(path):
-    """(embeddings [I, D] float32, paths, metadata dict) from a file written by `save_embeddings`."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such embeddings file (make one with `siglip2-ref embed`)")
-    try:
-        if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as f:
-                embeddings, paths, meta = f["embeddings"], [str(p) for p in f["paths"]], json.loads(str(f["metadata"]))
-        else:
-            from safetensors import safe_open
-
-            with safe_open(path, "np") as f:
-                meta = dict(f.metadata() or {})
-                embeddings = f.get_tensor("embeddings")
-            paths = json.loads(meta.pop("paths"))
-    except Exception as e:  # zip/JSON/KeyError, or safetensors' own SafetensorError: all mean "not our file"
-        raise InputError(f"{path}: not an embeddings file written by `siglip2-ref embed` ({type(e).__name__}: {e})") from e
-    if meta.get("format") != EMBEDDINGS_FORMAT or embeddings.ndim != 2 or len(paths) != len(embeddings):
-        raise InputError(f"{path}: not an embeddings file written by `siglip2-ref embed` (format {meta.get('format')!r})")
-    return embeddings, paths, meta
