@@ -22,11 +22,11 @@ from ..checkpoint.folder import CheckpointNotFound
 from ..checkpoint.weights import CheckpointError
 from ..model.vision import InputError
 from ..preprocess.images import ImageInputError
-from . import attention, classify, compare, dump, embed, export_goldens, info, patches, search
+from . import attention, classify, compare, dump, embed, export_goldens, info, patches, quantize, search
 from .options import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, PROG, CommandError, UsageError, add_global_options,
                       add_model_options)
 
-COMMANDS = (classify, embed, search, info, patches, attention, dump, compare, export_goldens)
+COMMANDS = (classify, embed, search, info, patches, attention, dump, compare, export_goldens, quantize)
 RUNTIME_ERRORS = (CheckpointNotFound, ConfigError, CheckpointError, InputError, ImageInputError, OSError, ValueError,
                   RuntimeError)  # fmt: skip; ValueError/RuntimeError: preprocessing settings, backend
 

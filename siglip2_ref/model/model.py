@@ -15,7 +15,10 @@ from .head import l2_normalize, masked_mean, sigmoid_loss, similarity_logits
 from .layers import encoder
 from .text import text_model
 from .vision import InputError, vision_model
-from ..checkpoint.weights import load_params
+from ..checkpoint.quantized import parse_bits, read_block
+from ..checkpoint.weights import CheckpointError, load_params
+from .quant import DEFAULT_GROUP_SIZE, QuantizedWeight, is_quantized, streaming
+from .quantized_weights import load_quantized_params, quantize_params
 
 # ---------------------------------------------------------------- output objects (transformers' field names)
 
@@ -233,6 +236,8 @@ class Model:
     *ForImageClassification, chosen by the checkpoint's config.json.
     """
 
+    quantization = None  # {"bits", "group_size", "stored"} when the Linear weights are quantized (model/quant.py)
+
     def __init__(self, config, params, backend="numpy", dtype="float32", path=None, run_encoder=encoder):
         self.config, self.params, self.backend, self.dtype, self.path = config, params, backend, dtype, path
         self.xp = backend_module(backend)
@@ -333,18 +338,41 @@ class Model:
         return ImageClassifierOutput(logits, vision["hidden_states"], vision["attentions"], tower_output(vision))
 
 
-def load_model(path, backend="numpy", dtype="float32", fast=True):
+def load_model(path, backend="numpy", dtype="float32", fast=True, quantize=None, group_size=DEFAULT_GROUP_SIZE):
     """Load a SigLIP / SigLIP 2 checkpoint folder (or a hub id in the local HF cache) onto `backend` in `dtype`.
 
     fast=True (NumPy, float32/float64) runs the encoders through `fast.FastEncoder` (same weights, blocked and
     multi-threaded); fast=False, CuPy and float16 use the plain `layers.encoder`. Both give the same results
     within float32 rounding (tests/test_fast.py).
+
+    quantize="int8" | "int4" replaces the Linear weights by int8 (per output channel) or int4 (`group_size`
+    inputs per scale) codes at load time (model/quant.py, docs/quantization.md). A folder written by
+    `siglip2-ref quantize` loads quantized as it is stored; `quantize` may then name the same kind or be None.
     """
     folder = resolve_checkpoint(path)
     config = load_config(folder)
-    params = load_params(folder, config, dtype)
+    bits, block = parse_bits(quantize), read_block(folder)
+    if block is not None:
+        if bits not in (None, block["bits"]):
+            raise CheckpointError(f"{folder}: is stored as int{block['bits']}; it cannot be loaded as int{bits} "
+                                  "(quantize the float checkpoint instead)")  # fmt: skip
+        params = load_quantized_params(folder, config, block, dtype)
+        bits, group_size = block["bits"], block["group_size"]
+    else:
+        params = load_params(folder, config, dtype)
+        if bits is not None:
+            params = quantize_params(params, bits, group_size)
+    model = on_backend(config, params, backend, dtype, folder, fast)
+    if bits is not None:
+        model.quantization = {"bits": bits, "group_size": group_size if bits == 4 else None, "stored": block is not None}
+    return model
+
+
+def on_backend(config, params, backend, dtype, path=None, fast=True):
+    """A Model of `params` moved to `backend`, with the encoder that suits it (quantized: one float layer at a time)."""
     xp = backend_module(backend)
     if xp is not np:
-        params = tree_map(xp.asarray, params)
+        params = tree_map(lambda a: a.to(xp) if isinstance(a, QuantizedWeight) else xp.asarray(a), params)
     fast = fast and xp is np and dtype in ("float32", "float64")  # the fast path is NumPy-only
-    return Model(config, params, backend, dtype, folder, FastEncoder() if fast else encoder)
+    run = FastEncoder() if fast else encoder
+    return Model(config, params, backend, dtype, path, streaming(run) if fast and is_quantized(params) else run)
