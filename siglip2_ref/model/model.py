@@ -362,10 +362,24 @@ def load_model(path, backend="numpy", dtype="float32", fast=True, quantize=None,
         params = load_params(folder, config, dtype)
         if bits is not None:
             params = quantize_params(params, bits, group_size)
-    model = on_backend(config, params, backend, dtype, folder, fast)
+    return with_quantization(on_backend(config, params, backend, dtype, folder, fast), bits, group_size, block is not None)
+
+
+def with_quantization(model, bits, group_size, stored=False):
+    """`model` with its `quantization` facts set (what dumps record and `compare` reads)."""
     if bits is not None:
-        model.quantization = {"bits": bits, "group_size": group_size if bits == 4 else None, "stored": block is not None}
+        model.quantization = {"bits": bits, "group_size": group_size if bits == 4 else None, "stored": stored}
     return model
+
+
+def quantized_model(model, quantize, group_size=DEFAULT_GROUP_SIZE, fast=True):
+    """A float `model` (loaded or in memory) with its Linear weights quantized: "int8" or "int4"."""
+    bits = parse_bits(quantize)
+    if model.quantization is not None or is_quantized(model.params):
+        raise ValueError("this model is already quantized; quantize its float weights")
+    params = quantize_params(model.params, bits, group_size)  # new dicts; float arrays shared, not copied
+    fast = fast and model.run_encoder is not encoder
+    return with_quantization(on_backend(model.config, params, model.backend, model.dtype, model.path, fast), bits, group_size)
 
 
 def on_backend(config, params, backend, dtype, path=None, fast=True):
