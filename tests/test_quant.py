@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 import siglip2_ref as s2
 from siglip2_ref.demo import DEMO_NAFLEX, EXAMPLE_IMAGE, shapes
-from siglip2_ref.model import quant
+from siglip2_ref.model import fast, quant
 from siglip2_ref.model.layers import encoder, linear
 from siglip2_ref.model.model import Model, load_model, quantized_model
 from siglip2_ref.model.quant import (DequantizedLayers, QuantizedWeight, dequantize, dequantize_tree, pack_int4, quantize,
@@ -84,13 +84,21 @@ def test_packed_projection_splits_by_rows():
         q.reshape(2, 24, 64)
 
 
-def test_layer_stream_holds_at_most_two_float_layers():
-    layers = [{"mlp": {"fc1": {"weight": quantize(weight(seed=i), 8), "bias": np.zeros(24)}}} for i in range(5)]
+def test_layer_stream_holds_about_one_float_layer():
+    def layer(i):
+        return {"mlp": {name: {"weight": quantize(weight(seed=10 * i + j), 8), "bias": np.zeros(24)} for j, name in enumerate(("fc1", "fc2"))},
+                "layer_norm1": {"weight": np.ones(128)}}  # fmt: skip
+
+    layers = [layer(i) for i in range(5)]
     stream = DequantizedLayers(layers, np.float32)
-    for i, layer in enumerate(stream):
-        assert np.array_equal(layer["mlp"]["fc1"]["weight"], dequantize(layers[i]["mlp"]["fc1"]["weight"]))
-        assert len(stream.cache) <= 2 and i in stream.cache
-    assert len(stream) == 5 and len(stream[1:3]) == 2 and set(stream[0]) == {"mlp"}
+    assert stream.keep == 2  # the quantized weights of one layer
+    for i, lazy in enumerate(stream):
+        for name in ("fc1", "fc2"):
+            assert np.array_equal(lazy["mlp"][name]["weight"], dequantize(layers[i]["mlp"][name]["weight"]))
+            assert lazy["mlp"][name]["weight"] is lazy["mlp"][name]["weight"]  # read twice: dequantized once
+        assert set(stream.cache) == {(i, "mlp", "fc1", "weight"), (i, "mlp", "fc2", "weight")}
+        assert lazy["layer_norm1"]["weight"] is layers[i]["layer_norm1"]["weight"]  # float parameters pass through
+    assert len(stream) == 5 and len(stream[1:3]) == 2 and set(stream[0]) == {"mlp", "layer_norm1"}
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +134,21 @@ def test_quantization_changes_the_weights_but_not_the_answer():
         quantized_model(model, "int8")
 
 
-def test_streaming_wraps_any_encoder():
+def test_streaming_wraps_any_encoder(monkeypatch):
+    """Readable and fast encoders on streamed layers: the readable result, each weight dequantized once per call."""
+    monkeypatch.setattr(fast, "BLOCK_ROWS", 3)  # several row blocks (and threads where there are cores)
+    monkeypatch.setattr(fast, "MIN_THREADED_FLOP", 0)
+    calls = []
+    monkeypatch.setattr(quant, "dequantize", lambda w, dtype=None: calls.append(w) or dequantize(w, dtype))
     model = load_model(DEMO_NAFLEX, quantize="int8")
     layers = model.params["vision_model"]["encoder"]["layers"]
     x = np.random.default_rng(0).standard_normal((2, 5, 48)).astype(np.float32)
     cfg = model.config.vision
     readable = encoder(x, None, dequantize_tree(layers, np.float32), cfg)[0]
-    for run in (streaming(encoder), streaming(FastEncoder())):
+    for run in (streaming(encoder), streaming(FastEncoder(workers=2))):
+        calls.clear()
         np.testing.assert_allclose(run(x, None, layers, cfg)[0], readable, rtol=0, atol=1e-5)
+        assert len(calls) == 6 * len(layers)  # q, k, v, out_proj, fc1, fc2 of every layer, once: no thrashing
 
 
 def test_quantize_argument_is_checked():

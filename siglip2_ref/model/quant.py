@@ -127,8 +127,9 @@ def dequantize(weight, dtype=None):  # QuantizedWeight -> [O, I] float
     """The float weight a quantized one stands for: codes * scale of their group, in `dtype` (default: the scales')."""
     O, I = weight.shape
     dtype = dtype or weight.scales.dtype
-    codes = integer_codes(weight).reshape(O, I // weight.group_size, weight.group_size).astype(dtype)  # [O, I/G, G]
-    return (codes * weight.scales.astype(dtype)[..., None]).reshape(O, I)
+    w = integer_codes(weight).reshape(O, I // weight.group_size, weight.group_size).astype(dtype)  # [O, I/G, G]
+    w *= weight.scales.astype(dtype)[..., None]  # in place: one float copy of the weight, no second temporary
+    return w.reshape(O, I)
 
 
 # ---------------------------------------------------------------- compute without the whole float weight
@@ -157,16 +158,18 @@ def dequantize_tree(tree, dtype):
 
 
 class DequantizedLayers(Sequence):
-    """An encoder's layers whose quantized weights are dequantized (into `dtype`) when a layer is first used.
+    """An encoder's layers whose quantized weights are dequantized (into `dtype`) when first read.
 
-    Item i is a mapping that looks like layer i's parameter dict; at most `keep` layers are held in float at a
-    time (the fast encoder works on layers i and i + 1 together), so memory is the quantized model plus two layers.
-    Safe to read from several threads.
+    Item i looks like layer i's parameter dict; `layer["mlp"]["fc1"]["weight"]` is a float array. At most `keep`
+    float weights are held at a time (default: as many as one layer has), the least recently read dropped first:
+    the fast encoder reads one layer's out_proj and MLP with the next layer's q, k, v in the same pass, six weights,
+    so memory is the quantized model plus about one float layer. Safe to read from several threads.
     """
 
-    def __init__(self, layers, dtype, keep=2):
-        self.layers, self.dtype, self.keep = list(layers), dtype, keep
-        self.cache, self.lock = {}, threading.Lock()  # {index: float layer dict}, oldest first
+    def __init__(self, layers, dtype, keep=None):
+        self.layers, self.dtype = list(layers), dtype
+        self.keep = keep or max([count_quantized(layer) for layer in self.layers] + [1])
+        self.cache, self.lock = {}, threading.Lock()  # {(layer, path): float weight}, least recently read first
 
     def __len__(self):
         return len(self.layers)
@@ -174,39 +177,49 @@ class DequantizedLayers(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        return LazyLayer(self, range(len(self))[i])
+        i = range(len(self))[i]
+        return LazyNode(self, (i,), self.layers[i])
 
-    def materialize(self, i):  # -> layer i's parameter dict in float
+    def float_weight(self, path, weight):  # -> dequantize(weight) in self.dtype, from the cache when there
         with self.lock:
-            if i not in self.cache:
+            value = self.cache.pop(path, None)
+            if value is None:
                 while len(self.cache) >= self.keep:
-                    del self.cache[next(iter(self.cache))]  # drop the oldest; a caller still using it keeps its arrays
-                self.cache[i] = dequantize_tree(self.layers[i], self.dtype)
-            return self.cache[i]
+                    del self.cache[next(iter(self.cache))]  # a caller still using it keeps its array alive
+                value = dequantize(weight, self.dtype)
+            self.cache[path] = value  # now the most recently read
+            return value
 
 
-class LazyLayer(Mapping):
-    """Layer i of a DequantizedLayers: `layer["mlp"]["fc1"]["weight"]` is a float array, made on first use."""
+class LazyNode(Mapping):
+    """A dict of a DequantizedLayers layer: its QuantizedWeights come out as float arrays, its sub-dicts as nodes."""
 
-    def __init__(self, stream, i):
-        self.stream, self.i = stream, i
+    def __init__(self, stream, path, node):
+        self.stream, self.path, self.node = stream, path, node
 
     def __getitem__(self, key):
-        return self.stream.materialize(self.i)[key]
+        value = self.node[key]
+        if isinstance(value, QuantizedWeight):
+            return self.stream.float_weight((*self.path, key), value)
+        return LazyNode(self.stream, (*self.path, key), value) if isinstance(value, dict) else value
 
     def __iter__(self):
-        return iter(self.stream.layers[self.i])
+        return iter(self.node)
 
     def __len__(self):
-        return len(self.stream.layers[self.i])
+        return len(self.node)
+
+
+def count_quantized(tree):
+    if isinstance(tree, QuantizedWeight):
+        return 1
+    values = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, list) else ()
+    return sum(count_quantized(v) for v in values)
 
 
 def is_quantized(params):
     """Whether a nested parameter tree holds any QuantizedWeight."""
-    if isinstance(params, QuantizedWeight):
-        return True
-    values = params.values() if isinstance(params, dict) else params if isinstance(params, list) else ()
-    return any(is_quantized(v) for v in values)
+    return count_quantized(params) > 0
 
 
 def streaming(run_encoder):
