@@ -96,7 +96,8 @@ def make_dump(model, processor=None, images=None, texts=None, arrays=None, conve
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "producer": f"siglip2-ref {__version__}",
         "model": checkpoint_facts(model), "variant": model.config.variant,
-        "precision": {"dtype": model.dtype, "emulation": emulation.describe() if emulation else None, "float32_rounded": []},
+        "precision": {"dtype": model.dtype, "emulation": emulation.describe() if emulation else None, "float32_rounded": [],
+                      "quantization": getattr(model, "quantization", None)},  # fmt: skip
         "inputs": described, "call": call, "conventions": conventions.as_dict(), "versions": library_versions(),
         "command": command, "stages": pipeline_order(stages),
     }  # fmt: skip
