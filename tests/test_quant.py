@@ -17,7 +17,9 @@ from siglip2_ref.model.model import Model, load_model, quantized_model
 from siglip2_ref.model.quant import (DequantizedLayers, QuantizedWeight, dequantize, dequantize_tree, pack_int4, quantize,
                                      streaming, unpack_int4)  # fmt: skip
 from siglip2_ref.model.fast import FastEncoder
+from siglip2_ref.backend import to_numpy
 from siglip2_ref.porting.stages import run_stages
+from siglip2_ref.porting.tolerances import assert_close
 from siglip2_ref.preprocess.processor import load_processor
 
 
@@ -154,3 +156,15 @@ def test_streaming_wraps_any_encoder(monkeypatch):
 def test_quantize_argument_is_checked():
     with pytest.raises(ValueError, match="'int8', 'int4' or None"):
         load_model(DEMO_NAFLEX, quantize="int2")
+
+
+@pytest.mark.parametrize("quantize_as", ["int8", "int4"])
+def test_quantized_model_on_each_backend(backend, quantize_as, demo_inputs):
+    """The same quantized code on NumPy and (where a GPU is present) CuPy: codes, scales and compute on the device."""
+    model = load_model(DEMO_NAFLEX, backend=backend, quantize=quantize_as)
+    host = run_stages(load_model(DEMO_NAFLEX, quantize=quantize_as), **demo_inputs)
+    got = run_stages(model, **demo_inputs)
+    fc1 = model.params["vision_model"]["encoder"]["layers"][0]["mlp"]["fc1"]["weight"]
+    assert type(fc1.codes).__module__.split(".")[0] == ("numpy" if backend == "numpy" else "cupy")
+    for stage in ("vision.pooler_output", "text.pooler_output", "logits_per_image"):
+        assert_close(to_numpy(got[stage]), host[stage], "float32_stage", f"{backend} {quantize_as} {stage}")
