@@ -145,6 +145,8 @@ def test_cli_quantize_then_every_command_reads_it(tmp_path, capsys):
     assert code == 0 and "30 Linear weights as int4, group size 64" in stdout and (out / "config.json").is_file()
     code, stdout, _ = run(capsys, "classify", EXAMPLE_IMAGE, "--labels", "red circle", "blue star", "--model", out)
     assert code == 0 and stdout.splitlines()[1].endswith("red circle")
+    code, stdout, _ = run(capsys, "info", "--model", out)
+    assert code == 0 and "quantized     Linear weights int4, groups of 64 inputs, as stored" in stdout
     code, stdout, _ = run(capsys, "classify", "--quantize", "int8")
     assert code == 0 and "red circle" in stdout.splitlines()[1]
     code, _, err = run(capsys, "quantize", DEMO_NAFLEX, "-o", out, "--bits", "8")
