@@ -1,8 +1,8 @@
-"""Weight-only quantization (model/quant.py): codes and scales, the readable dequantize against the fast paths.
+"""Weight-only quantization (model/quant.py): codes and scales, the readable dequantize against the fast path.
 
-The fast paths are `linear_quantized` (blocks of output rows, what layers.linear runs for a quantized weight)
-and `DequantizedLayers` (one float layer at a time, what the fast encoder reads); both must give what the
-readable `dequantize` gives. A quantized model must equal a float model holding the dequantized weights.
+The fast path is `matmul_t` (blocks of weight rows dequantized into the activation dtype, what layers.linear
+and the fast encoder run for a quantized weight); it must give what the readable `dequantize` gives, and a
+quantized model must equal a float model holding the dequantized weights.
 """
 
 import numpy as np
@@ -14,8 +14,7 @@ from siglip2_ref.demo import DEMO_NAFLEX, EXAMPLE_IMAGE, shapes
 from siglip2_ref.model import fast, quant
 from siglip2_ref.model.layers import encoder, linear
 from siglip2_ref.model.model import Model, load_model, quantized_model
-from siglip2_ref.model.quant import (DequantizedLayers, QuantizedWeight, dequantize, dequantize_tree, pack_int4, quantize,
-                                     streaming, unpack_int4)  # fmt: skip
+from siglip2_ref.model.quant import QuantizedWeight, dequantize, dequantize_tree, pack_int4, quantize, unpack_int4
 from siglip2_ref.model.fast import FastEncoder
 from siglip2_ref.backend import to_numpy
 from siglip2_ref.porting.stages import run_stages
@@ -86,23 +85,6 @@ def test_packed_projection_splits_by_rows():
         q.reshape(2, 24, 64)
 
 
-def test_layer_stream_holds_about_one_float_layer():
-    def layer(i):
-        return {"mlp": {name: {"weight": quantize(weight(seed=10 * i + j), 8), "bias": np.zeros(24)} for j, name in enumerate(("fc1", "fc2"))},
-                "layer_norm1": {"weight": np.ones(128)}}  # fmt: skip
-
-    layers = [layer(i) for i in range(5)]
-    stream = DequantizedLayers(layers, np.float32)
-    assert stream.keep == 2  # the quantized weights of one layer
-    for i, lazy in enumerate(stream):
-        for name in ("fc1", "fc2"):
-            assert np.array_equal(lazy["mlp"][name]["weight"], dequantize(layers[i]["mlp"][name]["weight"]))
-            assert lazy["mlp"][name]["weight"] is lazy["mlp"][name]["weight"]  # read twice: dequantized once
-        assert set(stream.cache) == {(i, "mlp", "fc1", "weight"), (i, "mlp", "fc2", "weight")}
-        assert lazy["layer_norm1"]["weight"] is layers[i]["layer_norm1"]["weight"]  # float parameters pass through
-    assert len(stream) == 5 and len(stream[1:3]) == 2 and set(stream[0]) == {"mlp", "layer_norm1"}
-
-
 @pytest.fixture(scope="module")
 def demo_inputs():
     processor = load_processor(DEMO_NAFLEX)
@@ -112,7 +94,7 @@ def demo_inputs():
 
 @pytest.mark.parametrize("quantize_as", ["int8", "int4"])
 def test_quantized_model_equals_float_model_of_dequantized_weights(quantize_as, demo_inputs):
-    """Fast (streamed layers), plain (blocked linear) and a float model holding dequantize(w): the same stages."""
+    """Fast and plain encoders on quantized weights and a float model holding dequantize(w): the same stages."""
     fast, plain = load_model(DEMO_NAFLEX, quantize=quantize_as), load_model(DEMO_NAFLEX, quantize=quantize_as, fast=False)
     truth = Model(plain.config, dequantize_tree(plain.params, np.float32), dtype="float32")  # readable layers.encoder
     ref = run_stages(truth, **demo_inputs)
@@ -136,21 +118,23 @@ def test_quantization_changes_the_weights_but_not_the_answer():
         quantized_model(model, "int8")
 
 
-def test_streaming_wraps_any_encoder(monkeypatch):
-    """Readable and fast encoders on streamed layers: the readable result, each weight dequantized once per call."""
-    monkeypatch.setattr(fast, "BLOCK_ROWS", 3)  # several row blocks (and threads where there are cores)
+def test_fast_encoder_on_quantized_layers(monkeypatch):
+    """The fast encoder's blocks (token rows x weight rows, two threads) give the readable encoder's result on the
+    dequantized weights, dequantizing each weight once per block of token rows, never the whole weight at once."""
+    monkeypatch.setattr(fast, "BLOCK_ROWS", 3)  # 4 blocks of token rows
     monkeypatch.setattr(fast, "MIN_THREADED_FLOP", 0)
-    calls = []
-    monkeypatch.setattr(quant, "dequantize", lambda w, dtype=None: calls.append(w) or dequantize(w, dtype))
+    monkeypatch.setattr(quant, "WORK_BYTES", 10 * 48 * 4)  # 10 weight rows of 48 inputs per block
+    shapes = []
+    monkeypatch.setattr(quant, "dequantize", lambda w, dtype=None: shapes.append(w.shape) or dequantize(w, dtype))
     model = load_model(DEMO_NAFLEX, quantize="int8")
     layers = model.params["vision_model"]["encoder"]["layers"]
     x = np.random.default_rng(0).standard_normal((2, 5, 48)).astype(np.float32)
-    cfg = model.config.vision
-    readable = encoder(x, None, dequantize_tree(layers, np.float32), cfg)[0]
-    for run in (streaming(encoder), streaming(FastEncoder(workers=2))):
-        calls.clear()
-        np.testing.assert_allclose(run(x, None, layers, cfg)[0], readable, rtol=0, atol=1e-5)
-        assert len(calls) == 6 * len(layers)  # q, k, v, out_proj, fc1, fc2 of every layer, once: no thrashing
+    readable = encoder(x, None, dequantize_tree(layers, np.float32), model.config.vision)[0]
+    shapes.clear()
+    got = FastEncoder(workers=2)(x, None, layers, model.config.vision)[0]
+    np.testing.assert_allclose(got, readable, rtol=0, atol=1e-5)
+    assert max(rows * inputs for rows, inputs in shapes) <= 10 * 48  # blocks of weight rows, as WORK_BYTES allows
+    assert sum(rows for rows, _ in shapes) == 4 * len(layers) * (5 * 48 + 192)  # per token block: q k v out fc2 (48 rows), fc1 (192)
 
 
 def test_quantize_argument_is_checked():

@@ -17,7 +17,7 @@ from .text import text_model
 from .vision import InputError, vision_model
 from ..checkpoint.quantized import parse_bits, read_block
 from ..checkpoint.weights import CheckpointError, load_params
-from .quant import DEFAULT_GROUP_SIZE, QuantizedWeight, is_quantized, streaming
+from .quant import DEFAULT_GROUP_SIZE, QuantizedWeight, is_quantized
 from .quantized_weights import load_quantized_params, quantize_params
 
 # ---------------------------------------------------------------- output objects (transformers' field names)
@@ -383,10 +383,9 @@ def quantized_model(model, quantize, group_size=DEFAULT_GROUP_SIZE, fast=True):
 
 
 def on_backend(config, params, backend, dtype, path=None, fast=True):
-    """A Model of `params` moved to `backend`, with the encoder that suits it (quantized: one float layer at a time)."""
+    """A Model of `params` (float arrays, QuantizedWeights) moved to `backend`, with the encoder that suits it."""
     xp = backend_module(backend)
     if xp is not np:
         params = tree_map(lambda a: a.to(xp) if isinstance(a, QuantizedWeight) else xp.asarray(a), params)
     fast = fast and xp is np and dtype in ("float32", "float64")  # the fast path is NumPy-only
-    run = FastEncoder() if fast else encoder
-    return Model(config, params, backend, dtype, path, streaming(run) if fast and is_quantized(params) else run)
+    return Model(config, params, backend, dtype, path, FastEncoder() if fast else encoder)

@@ -8,16 +8,15 @@ output channel). Each group gets one scale s = max|w| / qmax (qmax = 127 for int
 become codes c = round(w / s) in [-qmax, qmax]; W is read back as c * s. int4 codes are stored two per byte,
 c + 8 in each nibble, the even column in the low nibble (docs/quantization.md has the on-disk layout).
 
-Compute dequantizes into the activation dtype, never the whole model at once: `linear_quantized` (what
-`layers.linear` calls for a quantized weight) works through blocks of output rows whose float copy stays
-under WORK_BYTES; `DequantizedLayers` hands an encoder (the fast one too) one layer's float weights at a time,
-keeping at most two layers. `dequantize` is the readable definition both are tested against
-(tests/test_quant.py). Every function takes its array module from its input, so NumPy and CuPy share the code.
+Compute dequantizes into the activation dtype, never a whole weight at once: `matmul_t` (what `layers.linear`
+and the fast encoder's matrix multiplies call) works through blocks of the weight's rows whose float copy stays
+under WORK_BYTES, so memory is the quantized model plus one block per thread. The fast encoder calls it once
+per block of token rows, so each weight is dequantized once per 256 tokens: the time that costs is measured in
+docs/quantization.md. `dequantize` is the readable definition it is tested against (tests/test_quant.py).
+Every function takes its array module from its input, so NumPy and CuPy share the code.
 """
 
 import math
-import threading
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..backend import get_xp
@@ -135,79 +134,35 @@ def dequantize(weight, dtype=None):  # QuantizedWeight -> [O, I] float
 # ---------------------------------------------------------------- compute without the whole float weight
 
 
-def linear_quantized(x, weight, bias):  # [..., I] -> [..., O]
-    """x W^T + b with W dequantized into x's dtype one block of output rows at a time (at most WORK_BYTES)."""
+def matmul_t(x, weight, out):  # [R, I], [O, I] -> out [R, O]
+    """x W^T written into `out`. A quantized W is dequantized into x's dtype one block of its rows at a time
+    (at most WORK_BYTES of float weight), each block multiplied straight into its columns of `out`."""
     xp = get_xp(x)
+    if not isinstance(weight, QuantizedWeight):
+        return xp.matmul(x, weight.T, out=out)
     O, I = weight.shape
-    rows = x.reshape(-1, I)  # [R, I]
-    out = xp.empty((rows.shape[0], O), x.dtype)  # [R, O]
-    step = max(1, WORK_BYTES // (I * x.itemsize))
+    step = max(1, WORK_BYTES // (I * x.itemsize))  # weight rows per block
     for start in range(0, O, step):
         block = dequantize(weight.rows(start, start + step), x.dtype)  # [step, I]
-        out[:, start : start + step] = rows @ block.T
-    return out.reshape(*x.shape[:-1], O) + bias
+        xp.matmul(x, block.T, out=out[:, start : start + step])
+    return out
+
+
+def linear_quantized(x, weight, bias):  # [..., I] -> [..., O]
+    """x W^T + b for a quantized W (what layers.linear runs for one), through `matmul_t`."""
+    xp = get_xp(x)
+    rows = x.reshape(-1, weight.shape[1])  # [R, I]
+    out = matmul_t(rows, weight, xp.empty((rows.shape[0], weight.shape[0]), x.dtype))  # [R, O]
+    return out.reshape(*x.shape[:-1], weight.shape[0]) + bias
 
 
 def dequantize_tree(tree, dtype):
     """A nested dict/list with every QuantizedWeight replaced by its float weight in `dtype`."""
-    if isinstance(tree, (dict, Mapping)):
+    if isinstance(tree, dict):
         return {k: dequantize_tree(v, dtype) for k, v in tree.items()}
     if isinstance(tree, list):
         return [dequantize_tree(v, dtype) for v in tree]
     return dequantize(tree, dtype) if isinstance(tree, QuantizedWeight) else tree
-
-
-class DequantizedLayers(Sequence):
-    """An encoder's layers whose quantized weights are dequantized (into `dtype`) when first read.
-
-    Item i looks like layer i's parameter dict; `layer["mlp"]["fc1"]["weight"]` is a float array. At most `keep`
-    float weights are held at a time (default: as many as one layer has), the least recently read dropped first:
-    the fast encoder reads one layer's out_proj and MLP with the next layer's q, k, v in the same pass, six weights,
-    so memory is the quantized model plus about one float layer. Safe to read from several threads.
-    """
-
-    def __init__(self, layers, dtype, keep=None):
-        self.layers, self.dtype = list(layers), dtype
-        self.keep = keep or max([count_quantized(layer) for layer in self.layers] + [1])
-        self.cache, self.lock = {}, threading.Lock()  # {(layer, path): float weight}, least recently read first
-
-    def __len__(self):
-        return len(self.layers)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        i = range(len(self))[i]
-        return LazyNode(self, (i,), self.layers[i])
-
-    def float_weight(self, path, weight):  # -> dequantize(weight) in self.dtype, from the cache when there
-        with self.lock:
-            value = self.cache.pop(path, None)
-            if value is None:
-                while len(self.cache) >= self.keep:
-                    del self.cache[next(iter(self.cache))]  # a caller still using it keeps its array alive
-                value = dequantize(weight, self.dtype)
-            self.cache[path] = value  # now the most recently read
-            return value
-
-
-class LazyNode(Mapping):
-    """A dict of a DequantizedLayers layer: its QuantizedWeights come out as float arrays, its sub-dicts as nodes."""
-
-    def __init__(self, stream, path, node):
-        self.stream, self.path, self.node = stream, path, node
-
-    def __getitem__(self, key):
-        value = self.node[key]
-        if isinstance(value, QuantizedWeight):
-            return self.stream.float_weight((*self.path, key), value)
-        return LazyNode(self.stream, (*self.path, key), value) if isinstance(value, dict) else value
-
-    def __iter__(self):
-        return iter(self.node)
-
-    def __len__(self):
-        return len(self.node)
 
 
 def count_quantized(tree):
@@ -220,12 +175,3 @@ def count_quantized(tree):
 def is_quantized(params):
     """Whether a nested parameter tree holds any QuantizedWeight."""
     return count_quantized(params) > 0
-
-
-def streaming(run_encoder):
-    """An encoder (`layers.encoder` or `fast.FastEncoder`) that reads quantized layers one float layer at a time."""
-
-    def run(x, bias, layers, cfg, keep_hidden=False, keep_attentions=False):
-        return run_encoder(x, bias, DequantizedLayers(layers, x.dtype), cfg, keep_hidden, keep_attentions)
-
-    return run
