@@ -3,8 +3,8 @@
 Writes vision-only NaFlex checkpoints with random weights (base: B/16, D 768 x 12 layers; large: L/16, D 1024 x
 24 layers, the official shapes) into a temporary folder, quantizes each with `quantize_checkpoint` (int8, int4),
 then measures in a fresh interpreter per run: load + one vision forward (B images of N = 256 patches), its peak
-RSS (VmHWM) and the forward's seconds, and separately how long dequantizing every layer once takes (the part of
-the quantized forward's time that float32 does not pay). Runs of float32 / int8 / int4 alternate, `--rounds`
+RSS (VmHWM) and the forward's seconds, and separately how long one pass dequantizing every encoder weight takes
+(the fast encoder pays it once per block of 256 token rows: B passes per forward here). Runs of float32 / int8 / int4 alternate, `--rounds`
 times, so that a busy machine slows them alike; the table gives medians and ratios to float32 of the same size.
 "quantize at load" is a float checkpoint loaded with `quantize=`: it reads the float weights once, so its peak
 includes them. docs/quantization.md has the results and how to read them.

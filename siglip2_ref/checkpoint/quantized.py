@@ -119,7 +119,7 @@ def load_quantized(folder, config, block, dtype="float32"):
     quantized = {}
     for k in sorted(keys):
         codes, scales = _check_quantized(folder, tensors, k, expected[k], bits)
-        quantized[k] = (bits, codes, scales.astype(dtype))
+        quantized[k] = (bits, codes, scales.astype(dtype, copy=False))  # float32: the mapped file itself, no copy
     return flat, quantized
 
 
