@@ -96,11 +96,12 @@ def make_dump(model, processor=None, images=None, texts=None, arrays=None, conve
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "producer": f"siglip2-ref {__version__}",
         "model": checkpoint_facts(model), "variant": model.config.variant,
-        "precision": {"dtype": model.dtype, "emulation": emulation.describe() if emulation else None, "float32_rounded": [],
-                      "quantization": getattr(model, "quantization", None)},  # fmt: skip
+        "precision": {"dtype": model.dtype, "emulation": emulation.describe() if emulation else None, "float32_rounded": []},
         "inputs": described, "call": call, "conventions": conventions.as_dict(), "versions": library_versions(),
         "command": command, "stages": pipeline_order(stages),
     }  # fmt: skip
+    if getattr(model, "quantization", None):  # int8 / int4 weights (docs/quantization.md); float dumps stay as they were
+        manifest["precision"]["quantization"] = model.quantization
     return stages, manifest
 
 
