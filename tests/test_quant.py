@@ -118,7 +118,8 @@ def test_quantization_changes_the_weights_but_not_the_answer():
         quantized_model(model, "int8")
 
 
-def test_fast_encoder_on_quantized_layers(monkeypatch):
+@pytest.mark.parametrize("quantize_as", ["int8", "int4"])
+def test_fast_encoder_on_quantized_layers(monkeypatch, quantize_as):
     """The fast encoder's blocks (token rows x weight rows, two threads) give the readable encoder's result on the
     dequantized weights, dequantizing each weight once per block of token rows, never the whole weight at once."""
     monkeypatch.setattr(fast, "BLOCK_ROWS", 3)  # 4 blocks of token rows
@@ -126,15 +127,18 @@ def test_fast_encoder_on_quantized_layers(monkeypatch):
     monkeypatch.setattr(quant, "WORK_BYTES", 10 * 48 * 4)  # 10 weight rows of 48 inputs per block
     shapes = []
     monkeypatch.setattr(quant, "dequantize", lambda w, dtype=None: shapes.append(w.shape) or dequantize(w, dtype))
-    model = load_model(DEMO_NAFLEX, quantize="int8")
+    model = load_model(DEMO_NAFLEX, quantize=quantize_as)
     layers = model.params["vision_model"]["encoder"]["layers"]
     x = np.random.default_rng(0).standard_normal((2, 5, 48)).astype(np.float32)
     readable = encoder(x, None, dequantize_tree(layers, np.float32), model.config.vision)[0]
     shapes.clear()
     got = FastEncoder(workers=2)(x, None, layers, model.config.vision)[0]
     np.testing.assert_allclose(got, readable, rtol=0, atol=1e-5)
-    assert max(rows * inputs for rows, inputs in shapes) <= 10 * 48  # blocks of weight rows, as WORK_BYTES allows
-    assert sum(rows for rows, _ in shapes) == 4 * len(layers) * (5 * 48 + 192)  # per token block: q k v out fc2 (48 rows), fc1 (192)
+    if quantize_as == "int8":
+        assert shapes == []  # one scale per output row: the product is scaled, the weight never dequantized
+    else:
+        assert max(rows * inputs for rows, inputs in shapes) <= 10 * 48  # blocks of weight rows, as WORK_BYTES allows
+        assert sum(rows for rows, _ in shapes) == 4 * len(layers) * (5 * 48 + 192)  # per token block: q k v out fc2, fc1
 
 
 def test_quantize_argument_is_checked():

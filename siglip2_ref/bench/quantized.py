@@ -80,6 +80,24 @@ def measure(path, quantize, batch, group_size):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def paired_times(paths, batch, repeats):
+    """{kind: (median seconds, median of per-repeat ratios to float32)} of one vision forward, all three models
+    loaded in this process and run back to back in every repeat (after one warm-up each), so load changes cancel."""
+    from ..model.model import load_model
+
+    models = {kind: load_model(paths[kind]) for kind in ("float", "int8", "int4")}
+    data = inputs("naflex", "vision", batch, 256)
+    seconds = {kind: [] for kind in models}
+    for repeat in range(repeats + 1):
+        for kind, model in models.items():
+            t = time.perf_counter()
+            model.get_image_features(**data)
+            if repeat:  # repeat 0 warms up
+                seconds[kind].append(time.perf_counter() - t)
+    ratios = {k: statistics.median(a / b for a, b in zip(v, seconds["float"])) for k, v in seconds.items()}
+    return {k: (statistics.median(v), ratios[k]) for k, v in seconds.items()}
+
+
 def weight_mib(folder):
     return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / 2**20
 
@@ -103,6 +121,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of every kind (medians)")
     parser.add_argument("--group-size", type=int, default=None, help="int4 group size (default: the package's)")
     parser.add_argument("--no-at-load", action="store_true", help="skip the quantize-at-load rows")
+    parser.add_argument("--time-size", choices=sorted(SIZES), default="base", help="size of the paired timing (one process)")
+    parser.add_argument("--repeats", type=int, default=3, help="paired timing repeats")
     parser.add_argument("--folder", help="keep the checkpoints here (default: a temporary folder, removed after)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -126,12 +146,17 @@ def main(argv=None):
                     runs[name].append(measure(paths[folder], quantize, args.batch, group))
                     print(f"  {size} {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
             lines += table(size, runs, paths)
+        timed = paired_times(folders(root, args.time_size, group), args.batch, args.repeats)
     finally:
         if not args.folder:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\nload + one vision forward, NaFlex B={args.batch} x 256 patches, int4 group size {group}, "
           f"{args.rounds} alternating rounds (medians); load average now {os.getloadavg()[0]:.2f}\n")
     print("\n".join(lines))
+    print(f"\npaired timing, {args.time_size}, one process, {args.repeats} repeats after a warm-up (median of per-repeat ratios)\n")
+    print("| weights | forward s | x float32 |\n|---|---:|---:|")
+    for kind, (sec, ratio) in timed.items():
+        print(f"| {'float32' if kind == 'float' else kind} | {sec:.2f} | {ratio:.2f} |")
     return 0
 
 
