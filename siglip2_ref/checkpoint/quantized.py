@@ -16,6 +16,7 @@ The math (quantize, dequantize, compute) is model/quant.py; this module only kno
 """
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -73,13 +74,16 @@ def read_block(folder):
         raise CheckpointError(f"{where}.layout_version: this version reads layout {LAYOUT_VERSION}, got {block.get('layout_version')!r}")
     if block.get("bits") not in CODE_DTYPES:
         raise CheckpointError(f"{where}.bits: expected 8 or 4, got {block.get('bits')!r}")
+    group = block.get("group_size")
+    if block["bits"] == 4 and (isinstance(group, bool) or not isinstance(group, int) or group < 2 or group % 2):
+        raise CheckpointError(f"{where}.group_size: int4 needs a positive even number of inputs per scale, got {group!r}")
     keys = block.get("quantized")
     if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
         raise CheckpointError(f"{where}.quantized: expected a non-empty list of weight names, got {keys!r:.80}")
     return block
 
 
-def _check_quantized(folder, tensors, key, shape, bits):
+def _check_quantized(folder, tensors, key, shape, bits, group_size):
     """Codes and scales of one weight: present, integer/float32 storage, shapes that fit [O, I]. Returns (codes, scales)."""
     O, I = shape
     scales_key = key + SCALES_SUFFIX
@@ -96,6 +100,9 @@ def _check_quantized(folder, tensors, key, shape, bits):
     if not fits or (bits == 8 and groups != 1) or (bits == 4 and (I // groups) % 2):
         expected = f"F32 [{O}, 1]" if bits == 8 else f"F32 [{O}, I/G] with an even group size G dividing I = {I}"
         raise CheckpointError(f"{folder}: {scales_key}: expected {expected}, got {scale_tag} {tuple(scales.shape)}")
+    if bits == 4 and I // groups != math.gcd(I, group_size):
+        raise CheckpointError(f"{folder}: {scales_key}: {groups} scales per row mean groups of {I // groups} inputs, but "
+                              f"quantization.group_size {group_size} gives {math.gcd(I, group_size)} for {I} inputs")  # fmt: skip
     values = np.asarray(scales)
     if not np.isfinite(values).all() or (values < 0).any():
         raise CheckpointError(f"{folder}: {scales_key}: scales must be finite and >= 0 (damaged file?)")
@@ -118,7 +125,7 @@ def load_quantized(folder, config, block, dtype="float32"):
     flat = {k: to_float(*floats[k], FLOAT_DTYPES[dtype]) for k in expected if k not in keys}
     quantized = {}
     for k in sorted(keys):
-        codes, scales = _check_quantized(folder, tensors, k, expected[k], bits)
+        codes, scales = _check_quantized(folder, tensors, k, expected[k], bits, block.get("group_size"))
         quantized[k] = (bits, codes, scales.astype(dtype, copy=False))  # float32: the mapped file itself, no copy
     return flat, quantized
 
