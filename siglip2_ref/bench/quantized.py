@@ -24,7 +24,8 @@ from pathlib import Path
 from .benchmark import BASE_VISION, environment, inputs, peak_rss_kib, write_random_checkpoint
 
 SIZES = {"base": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
-         "large": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16)}  # fmt: skip
+         "large": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16),
+         "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)}  # tiny: the test  # fmt: skip
 KINDS = [("float32", "float", None), ("int8", "int8", None), ("int4", "int4", None), ("int8 at load", "float", "int8"),
          ("int4 at load", "float", "int4")]  # (row name, folder, quantize=)  # fmt: skip
 
@@ -81,21 +82,23 @@ def measure(path, quantize, batch, group_size):
 
 
 def paired_times(paths, batch, repeats):
-    """{kind: (median seconds, median of per-repeat ratios to float32)} of one vision forward, all three models
-    loaded in this process and run back to back in every repeat (after one warm-up each), so load changes cancel."""
+    """{kind: {"wall", "cpu": (median seconds, median of per-repeat ratios to float32)}} of one vision forward; all
+    three models loaded in this process and run back to back in every repeat (after one warm-up each). "cpu" is the
+    process's CPU time (all its threads): on a machine other sessions share it is the steadier of the two."""
     from ..model.model import load_model
 
     models = {kind: load_model(paths[kind]) for kind in ("float", "int8", "int4")}
     data = inputs("naflex", "vision", batch, 256)
-    seconds = {kind: [] for kind in models}
+    seconds = {clock: {kind: [] for kind in models} for clock in ("wall", "cpu")}
     for repeat in range(repeats + 1):
         for kind, model in models.items():
-            t = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             model.get_image_features(**data)
             if repeat:  # repeat 0 warms up
-                seconds[kind].append(time.perf_counter() - t)
-    ratios = {k: statistics.median(a / b for a, b in zip(v, seconds["float"])) for k, v in seconds.items()}
-    return {k: (statistics.median(v), ratios[k]) for k, v in seconds.items()}
+                seconds["wall"][kind].append(time.perf_counter() - wall)
+                seconds["cpu"][kind].append(time.process_time() - cpu)
+    return {clock: {k: (statistics.median(v), statistics.median(a / b for a, b in zip(v, s["float"]))) for k, v in s.items()}
+            for clock, s in seconds.items()}  # fmt: skip
 
 
 def weight_mib(folder):
@@ -105,7 +108,7 @@ def weight_mib(folder):
 def table(size, runs, paths):
     """Markdown rows for one size: medians over rounds, ratios to float32."""
     ref = {k: statistics.median(r[k] for r in runs["float32"]) for k in ("peak_rss_mib", "seconds")}
-    rows = [f"| {size} | {name} | {weight_mib(paths[folder]):.0f} | {statistics.median(r['peak_rss_mib'] for r in runs[name]):.0f} | "
+    rows = [f"| {size} | {name} | {weight_mib(paths[folder]):.1f} | {statistics.median(r['peak_rss_mib'] for r in runs[name]):.0f} | "
             f"{statistics.median(r['peak_rss_mib'] for r in runs[name]) / ref['peak_rss_mib']:.2f} | "
             f"{statistics.median(r['seconds'] for r in runs[name]):.2f} | "
             f"{statistics.median(r['seconds'] for r in runs[name]) / ref['seconds']:.2f} | "
@@ -123,6 +126,7 @@ def main(argv=None):
     parser.add_argument("--no-at-load", action="store_true", help="skip the quantize-at-load rows")
     parser.add_argument("--time-size", choices=sorted(SIZES), default="base", help="size of the paired timing (one process)")
     parser.add_argument("--repeats", type=int, default=3, help="paired timing repeats")
+    parser.add_argument("--time-only", action="store_true", help="only the paired timing, no memory table")
     parser.add_argument("--folder", help="keep the checkpoints here (default: a temporary folder, removed after)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -138,7 +142,7 @@ def main(argv=None):
     lines = ["| size | weights | file MiB | peak RSS MiB | x float32 | forward s | x float32 | dequantize s |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     try:
-        for size in args.sizes:
+        for size in [] if args.time_only else args.sizes:
             paths = folders(root, size, group)
             runs = {name: [] for name, _, _ in kinds}
             for _ in range(args.rounds):
@@ -150,13 +154,15 @@ def main(argv=None):
     finally:
         if not args.folder:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\nload + one vision forward, NaFlex B={args.batch} x 256 patches, int4 group size {group}, "
-          f"{args.rounds} alternating rounds (medians); load average now {os.getloadavg()[0]:.2f}\n")
-    print("\n".join(lines))
+    if not args.time_only:
+        print(f"\nload + one vision forward, NaFlex B={args.batch} x 256 patches, int4 group size {group}, "
+              f"{args.rounds} alternating rounds (medians); load average now {os.getloadavg()[0]:.2f}\n")
+        print("\n".join(lines))
     print(f"\npaired timing, {args.time_size}, one process, {args.repeats} repeats after a warm-up (median of per-repeat ratios)\n")
-    print("| weights | forward s | x float32 |\n|---|---:|---:|")
-    for kind, (sec, ratio) in timed.items():
-        print(f"| {'float32' if kind == 'float' else kind} | {sec:.2f} | {ratio:.2f} |")
+    print("| weights | wall s | x float32 | CPU s | x float32 |\n|---|---:|---:|---:|---:|")
+    for kind in timed["wall"]:
+        (wall, wall_ratio), (cpu, cpu_ratio) = timed["wall"][kind], timed["cpu"][kind]
+        print(f"| {'float32' if kind == 'float' else kind} | {wall:.2f} | {wall_ratio:.2f} | {cpu:.2f} | {cpu_ratio:.2f} |")
     return 0
 
 
