@@ -12,4 +12,4 @@ def test_quantized_benchmark_tiny(tmp_path, capsys):
     assert rows["float32"].split("|")[5].strip() == "1.00"  # its own ratio
     size = {p.name: (p / "model.safetensors").stat().st_size for p in tmp_path.iterdir()}  # the folders it wrote
     assert size["tiny-int4-g64"] < size["tiny-int8-g64"] < size["tiny-float32"]
-    assert "| int4 |" in out.split("paired timing")[1]
+    assert "| int4 |" in out.split("paired timing")[1] and "| int4 |" in out.split("six weight products")[1]

@@ -104,6 +104,33 @@ def paired_times(paths, batch, repeats):
             for clock, s in seconds.items()}  # fmt: skip
 
 
+def matmul_overhead(size, repeats=7):
+    """{kind: CPU seconds, ratio to float32} of one layer's six weight products on 256 token rows (the fast
+    encoder's block), one thread, `quant.matmul_t`: the part of the time quantization changes, measured alone."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from ..model.quant import matmul_t, quantize
+
+    D, F = SIZES[size]["hidden_size"], SIZES[size]["intermediate_size"]
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal(s, np.float32) for s in [(D, D)] * 4 + [(F, D), (D, F)]]
+    kinds = {"float32": weights, "int8": [quantize(w, 8) for w in weights], "int4": [quantize(w, 4) for w in weights]}
+    x = {n: rng.standard_normal((256, n), np.float32) for n in (D, F)}
+    outs = [np.empty((256, w.shape[0]), np.float32) for w in weights]
+    best = {}
+    with threadpool_limits(1, "blas"):
+        for kind, ws in kinds.items():
+            times = []
+            for _ in range(repeats):
+                t = time.process_time()
+                for w, out in zip(ws, outs):
+                    matmul_t(x[w.shape[1]], w, out)
+                times.append(time.process_time() - t)
+            best[kind] = min(times)
+    return {k: (v, v / best["float32"]) for k, v in best.items()}
+
+
 def weight_mib(folder):
     return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / 2**20
 
@@ -154,6 +181,7 @@ def main(argv=None):
                     print(f"  {size} {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
             lines += table(size, runs, paths)
         timed = paired_times(folders(root, args.time_size, group), args.batch, args.repeats)
+        products = matmul_overhead(args.time_size)
     finally:
         if not args.folder:
             shutil.rmtree(root, ignore_errors=True)
@@ -166,6 +194,10 @@ def main(argv=None):
     for kind in timed["wall"]:
         (wall, wall_ratio), (cpu, cpu_ratio) = timed["wall"][kind], timed["cpu"][kind]
         print(f"| {'float32' if kind == 'float' else kind} | {wall:.2f} | {wall_ratio:.2f} | {cpu:.2f} | {cpu_ratio:.2f} |")
+    print(f"\none {args.time_size} layer's six weight products on 256 token rows, one thread, CPU time (best of 7)\n")
+    print("| weights | ms | x float32 |\n|---|---:|---:|")
+    for kind, (sec, ratio) in products.items():
+        print(f"| {kind} | {sec * 1e3:.1f} | {ratio:.2f} |")
     return 0
 
 

@@ -375,6 +375,8 @@ def with_quantization(model, bits, group_size, stored=False):
 def quantized_model(model, quantize, group_size=DEFAULT_GROUP_SIZE, fast=True):
     """A float `model` (loaded or in memory) with its Linear weights quantized: "int8" or "int4"."""
     bits = parse_bits(quantize)
+    if bits is None:
+        raise ValueError("quantized_model needs quantize='int8' or 'int4'")
     if model.quantization is not None or is_quantized(model.params):
         raise ValueError("this model is already quantized; quantize its float weights")
     params = quantize_params(model.params, bits, group_size)  # new dicts; float arrays shared, not copied

@@ -142,7 +142,8 @@ def matmul_t(x, weight, out):  # [R, I], [O, I] -> out [R, O]
     if not isinstance(weight, QuantizedWeight):
         return xp.matmul(x, weight.T, out=out)
     O, I = weight.shape
-    step = max(1, WORK_BYTES // (I * x.itemsize))  # weight rows per block
+    blocks = -(-O // max(1, WORK_BYTES // (I * x.itemsize)))  # as few as WORK_BYTES allows, of equal size
+    step = -(-O // blocks)  # weight rows per block
     for start in range(0, O, step):
         rows, cols = weight.rows(start, start + step), out[:, start : start + step]
         if weight.bits == 8:  # one scale per output: x (c s)^T = (x c^T) s, the scaling on the smaller array
