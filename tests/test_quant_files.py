@@ -181,3 +181,14 @@ def test_dump_of_a_quantized_run_compares_against_a_float_one():
     # a quantized run is far outside the float tiers: comparing it as float would report a divergence
     stages = run_stages(load_model(DEMO_NAFLEX, quantize="int8"), **processor(text=texts, images=images, padding="max_length", max_length=64))
     assert np.abs(stages["vision.pooler_output"] - dumps[None][0]["vision.pooler_output"]).max() > 1e-4
+
+
+def test_cli_dump_quantize_then_compare(tmp_path, capsys):
+    q, f = tmp_path / "int4.safetensors", tmp_path / "f32.safetensors"
+    assert run(capsys, "dump", EXAMPLE_IMAGE, "--text", "a red circle", "--dtype", "float32", "--quantize", "int4", "-o", q)[0] == 0
+    assert run(capsys, "dump", EXAMPLE_IMAGE, "--text", "a red circle", "--dtype", "float32", "-o", f)[0] == 0
+    code, out, _ = run(capsys, "compare", q, f)
+    assert code == 0 and "int4 (0.5)" in out and "no divergence" in out
+    from siglip2_ref.porting.dump import read_dump
+
+    assert "--quantize int4" in read_dump(q)[1]["command"]  # the dump says how to reproduce it
