@@ -11,7 +11,7 @@ c + 8 in each nibble, the even column in the low nibble (docs/quantization.md ha
 Compute dequantizes into the activation dtype, never a whole weight at once: `matmul_t` (what `layers.linear`
 and the fast encoder's matrix multiplies call) works through blocks of the weight's rows whose float copy stays
 under WORK_BYTES, so memory is the quantized model plus one block per thread (int8, one scale per output row,
-needs no dequantized copy: x (c s)^T = (x c^T) s, codes converted and the product scaled). The fast encoder calls it once
+converts the codes and scales the product instead: x (c s)^T = (x c^T) s). The fast encoder calls it once
 per block of token rows, so each weight is dequantized once per 256 tokens: the time that costs is measured in
 docs/quantization.md. `dequantize` is the readable definition it is tested against (tests/test_quant.py).
 Every function takes its array module from its input, so NumPy and CuPy share the code.
@@ -146,7 +146,7 @@ def matmul_t(x, weight, out):  # [R, I], [O, I] -> out [R, O]
     step = -(-O // blocks)  # weight rows per block
     for start in range(0, O, step):
         rows, cols = weight.rows(start, start + step), out[:, start : start + step]
-        if weight.bits == 8:  # one scale per output: x (c s)^T = (x c^T) s, the scaling on the smaller array
+        if weight.bits == 8:  # one scale per output: x (c s)^T = (x c^T) s, one pass over the block less
             xp.matmul(x, rows.codes.astype(x.dtype).T, out=cols)
             cols *= rows.scales[:, 0].astype(x.dtype)
         else:
