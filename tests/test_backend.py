@@ -16,8 +16,8 @@ from tests.synthetic import GOLDEN_MODEL
 PACKAGE = Path(s2.__file__).parent
 # Pure model math: no NumPy module calls at all. fast.py is NumPy-only by design (in-place `out=` kernels);
 # load_model never gives it CuPy arrays, which test_fast_path_is_numpy_only checks.
-DEVICE_MODULES = ["model/layers.py", "model/vision.py", "model/text.py", "model/head.py"]
-HOST_EDGE_FUNCTIONS = {"model/model.py": {"_as_array", "load_model"}}  # where host data enters or weights are read
+DEVICE_MODULES = ["model/layers.py", "model/vision.py", "model/text.py", "model/head.py", "model/quant.py"]
+HOST_EDGE_FUNCTIONS = {"model/inputs.py": {"as_array"}, "model/model.py": {"load_model"}}  # where host data enters or weights are read
 
 
 def numpy_uses(tree):

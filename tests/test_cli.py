@@ -308,7 +308,7 @@ def test_every_command_module_in_the_cli_package_is_registered():
     folder = Path(app.__file__).parent
     modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "app", "options"}
     assert {m.__name__.rsplit(".", 1)[1] for m in app.COMMANDS} == modules
-    assert [m.NAME for m in app.COMMANDS] == COMMANDS + ["dump", "compare", "export-goldens", "selfcheck"]
+    assert [m.NAME for m in app.COMMANDS] == COMMANDS + ["dump", "compare", "export-goldens", "selfcheck", "quantize"]
 
 
 # ---------------------------------------------------------------- the front door's small promises

@@ -21,11 +21,11 @@ import traceback
 
 from .. import __version__
 from ..errors import CheckpointError, CheckpointNotFound, ConfigError, ImageInputError, InputError
-from . import attention, classify, compare, dump, embed, export_goldens, info, patches, search, selfcheck
+from . import attention, classify, compare, dump, embed, export_goldens, info, patches, quantize, search, selfcheck
 from .options import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, PROG, CommandError, UsageError, add_global_options,
                       add_model_options)
 
-COMMANDS = (classify, embed, search, info, patches, attention, dump, compare, export_goldens, selfcheck)
+COMMANDS = (classify, embed, search, info, patches, attention, dump, compare, export_goldens, selfcheck, quantize)
 RUNTIME_ERRORS = (CheckpointNotFound, ConfigError, CheckpointError, InputError, ImageInputError, OSError, ValueError,
                   RuntimeError)  # fmt: skip; ValueError/RuntimeError: preprocessing settings, backend
 

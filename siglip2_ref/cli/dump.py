@@ -47,7 +47,7 @@ def dump_command(args):
     for text in args.text or ():
         words += ["--text", text]
     options = [("--texts-file", args.texts_file), ("--inputs", args.inputs), ("--model", args.model),
-               ("--dtype", args.dtype), ("--max-num-patches", args.max_num_patches), ("--emulate", args.emulate),
+               ("--dtype", args.dtype), ("--quantize", getattr(args, "quantize", None)), ("--max-num-patches", args.max_num_patches), ("--emulate", args.emulate),
                ("--image-resize", args.image_resize if args.image_resize != "pil" else None),
                ("--text-convention", args.text_convention if args.text_convention != "hf" else None),
                ("--position-resize", args.position_resize if args.position_resize != "antialiased-bilinear" else None)]  # fmt: skip
@@ -67,9 +67,11 @@ def load_for_dump(args):
         emulation = parse_emulation(getattr(args, "emulate", None))
     except ValueError as e:
         raise UsageError(f"--emulate: {e}") from None
+    if emulation is not None and getattr(args, "quantize", None):
+        raise UsageError("--emulate rounds float weights; it cannot be combined with --quantize")
     if emulation is not None and args.dtype != "float32":
         args.dtype = "float32"  # emulation rounds the float32 path
-    model = load_model(folder, backend=args.backend, dtype=args.dtype)
+    model = load_model(folder, backend=args.backend, dtype=args.dtype, quantize=getattr(args, "quantize", None))
     if emulation is not None:
         model = emulated_model(model, emulation)
     has_files = any((Path(folder) / f).is_file() for f in ("tokenizer.model", "preprocessor_config.json"))

@@ -20,6 +20,8 @@ def configure(p):
 
 
 def run(args):
+    if getattr(args, "quantize", None):
+        raise UsageError("goldens are the float truth; --quantize does not apply (dump a quantized run with `dump --quantize`)")
 
     out = Path(args.output)
     if out.exists() and any(out.iterdir()):

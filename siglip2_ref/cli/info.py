@@ -54,7 +54,8 @@ def model_facts(model, processor, folder, args):
     facts["parameters"] = {name: count_parameters(params[name]) for name in params if not name.startswith("logit_")}
     facts["parameters"]["total"] = count_parameters(params)
     stored, size = storage_summary(folder)
-    facts["weights"] = {"stored_as": stored, "bytes": size, "compute_dtype": args.dtype, "backend": args.backend}
+    facts["weights"] = {"stored_as": stored, "bytes": size, "compute_dtype": args.dtype, "backend": args.backend,
+                        "quantization": model.quantization}  # fmt: skip
     if "logit_scale" in params:
         import numpy as np
 
@@ -116,6 +117,10 @@ def info_lines(f):
     w = f["weights"]
     stored = ", ".join(f"{FLOAT_STORAGE_NAMES.get(tag, tag)} x{n} tensors" for tag, n in w["stored_as"].items())
     lines.append(f"weights       {w['bytes'] / 1e6:,.1f} MB on disk ({stored}); computing in {w['compute_dtype']} on {w['backend']}")
+    q = w.get("quantization")
+    if q:
+        how = "per output channel" if q["bits"] == 8 else f"groups of {q['group_size']} inputs"
+        lines.append(f"quantized     Linear weights int{q['bits']}, {how}, " + ("as stored" if q["stored"] else "at load time"))
     if "logits" in f:
         g = f["logits"]
         sign = "-" if g["logit_bias"] < 0 else "+"

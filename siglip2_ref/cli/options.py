@@ -67,6 +67,9 @@ def add_model_options(parser, images=True, dtype_default="float32"):
     group.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array library (default: numpy)")
     group.add_argument("--dtype", choices=("float32", "float64", "float16"), default=dtype_default,
                        help=f"compute dtype (default: {dtype_default})")  # fmt: skip
+    group.add_argument("--quantize", choices=("int8", "int4"),
+                       help="quantize the Linear weights at load time (docs/quantization.md); a folder written by "
+                            "`siglip2-ref quantize` is read quantized without it")  # fmt: skip
     if images:
         group.add_argument("--resize-backend", choices=("pil", "torchvision"), default="pil",
                            help="bit-exact resize of transformers' PIL (default) or torchvision image processors")  # fmt: skip
@@ -105,7 +108,7 @@ def load(args, folder=None):
     from ..preprocess.processor import load_processor
 
     folder = folder or checkpoint_folder(args)
-    model = load_model(folder, backend=args.backend, dtype=args.dtype)
+    model = load_model(folder, backend=args.backend, dtype=args.dtype, quantize=getattr(args, "quantize", None))
     processor = load_processor(folder, resize_backend=getattr(args, "resize_backend", "pil"))
     if getattr(args, "max_num_patches", None) is not None and model.config.variant != "naflex":
         raise UsageError(f"--max-num-patches applies to NaFlex checkpoints only; {folder} is a FixRes checkpoint")

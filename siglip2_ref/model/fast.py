@@ -32,6 +32,7 @@ import numpy as np
 from ..backend import ThreadpoolController  # None without threadpoolctl: the pool stays at one worker
 from ..checkpoint.config import GELU_TANH_NAMES
 from .layers import ACTIVATIONS, SQRT_2_OVER_PI, encoder
+from .quant import matmul_t  # x W^T into `out`; int8/int4 weights dequantized a block of rows at a time
 
 BLOCK_ROWS = 256  # token rows per block: big enough for BLAS to run at full speed, small enough for cache
 SCORE_BYTES = 1 << 19  # one worker's attention scores (512 KiB: the L2 of a Zen 3 or Skylake core)
@@ -95,7 +96,7 @@ def qkv_block(rows, h, layer, eps, scale, qkv, scratch):  # rows of h [T, D] -> 
     y = layer_norm_into(x, **layer["layer_norm1"], eps=eps, out=scratch.get("y", x.shape, x.dtype), tmp=scratch.get("t", x.shape, x.dtype))
     for name, out in zip(("q_proj", "k_proj", "v_proj"), qkv):
         proj = layer["self_attn"][name]
-        np.matmul(y, proj["weight"].T, out=out[rows])  # [R, D]
+        matmul_t(y, proj["weight"], out=out[rows])  # [R, D]
         out[rows] += proj["bias"]
     qkv[0][rows] *= scale
 
@@ -131,15 +132,15 @@ def mlp_block(rows, h, layer, eps, act, ctx, scratch):  # rows of h [T, D] updat
     R, D = x.shape
     fc1, fc2, out_proj = layer["mlp"]["fc1"], layer["mlp"]["fc2"], layer["self_attn"]["out_proj"]
     t = scratch.get("t", (R, D), x.dtype)
-    np.matmul(c, out_proj["weight"].T, out=t)
+    matmul_t(c, out_proj["weight"], out=t)
     t += out_proj["bias"]
     x += t  # residual 1
     y = layer_norm_into(x, **layer["layer_norm2"], eps=eps, out=scratch.get("y", (R, D), x.dtype), tmp=t)
     u = scratch.get("u", (R, fc1["bias"].shape[0]), x.dtype)  # [R, F]
-    np.matmul(y, fc1["weight"].T, out=u)
+    matmul_t(y, fc1["weight"], out=u)
     u += fc1["bias"]
     activation_(u, act, scratch.get("v", u.shape, x.dtype))
-    np.matmul(u, fc2["weight"].T, out=t)
+    matmul_t(u, fc2["weight"], out=t)
     t += fc2["bias"]
     x += t  # residual 2
 

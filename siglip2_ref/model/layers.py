@@ -12,6 +12,7 @@ import math
 
 from ..backend import get_xp
 from ..checkpoint.config import ACTIVATIONS as ACTIVATION_NAMES, GELU_TANH_NAMES
+from .quant import QuantizedWeight, linear_quantized
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -61,7 +62,11 @@ def layer_norm(x, weight, bias, eps):  # [..., D] -> [..., D]
 
 
 def linear(x, weight, bias):  # [..., Din] -> [..., Dout], weight [Dout, Din]
-    """x W^T + b, all leading dims as the rows of one matrix multiply (a [B, N, I] @ [I, O] would be B of them)."""
+    """x W^T + b, all leading dims as the rows of one matrix multiply (a [B, N, Din] @ [Din, Dout] would be B of them).
+
+    A quantized weight (model/quant.py, int8/int4) is dequantized into x's dtype a block of rows at a time."""
+    if isinstance(weight, QuantizedWeight):
+        return linear_quantized(x, weight, bias)
     rows = x.reshape(-1, x.shape[-1]) @ weight.T  # [R, Dout], R = prod(...)
     return rows.reshape(*x.shape[:-1], weight.shape[0]) + bias
 

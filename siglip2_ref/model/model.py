@@ -1,4 +1,4 @@
-"""The loaded-model objects users hold: `Model` with its input checks, its outputs, and `load_model`.
+"""The loaded-model objects users hold: `Model` (its inputs are checked by inputs.py), its outputs, and `load_model`.
 
 Shapes: docs/shapes.md (I images, T texts, D width, L labels).
 """
@@ -7,16 +7,20 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..backend import backend_module, get_xp, to_backend
+from ..backend import backend_module, get_xp
 from ..checkpoint.folder import resolve_checkpoint
 from ..checkpoint.config import load_config
 from .fast import FastEncoder
+from .inputs import check_image_inputs, check_text_inputs
 from .head import l2_normalize, masked_mean, sigmoid_loss, similarity_logits
 from .layers import encoder
 from .text import text_model
 from .vision import vision_model
+from ..checkpoint.quantized import parse_bits, read_block
 from ..checkpoint.weights import load_params
-from ..errors import InputError, NonFiniteError
+from ..errors import CheckpointError, InputError, NonFiniteError
+from .quant import DEFAULT_GROUP_SIZE, QuantizedWeight, is_quantized
+from .quantized_weights import load_quantized_params, quantize_params
 
 # ---------------------------------------------------------------- output objects (transformers' field names)
 
@@ -61,116 +65,6 @@ class ImageClassifierOutput(Output):
 
 def tower_output(out):
     return TowerOutput(out["last_hidden_state"], out["pooler_output"], out["hidden_states"], out["attentions"])
-
-
-# ---------------------------------------------------------------- input checks (clear errors instead of deep tracebacks)
-
-
-def _as_array(x, name, xp, ndim, dtype_kind):
-    """`x` on backend `xp` with `ndim` dims (a missing batch axis is added) and an int or float dtype."""
-    try:
-        arr = to_backend(x, xp) if type(x).__module__.startswith(("numpy", "cupy")) else xp.asarray(np.asarray(x))
-    except (ValueError, TypeError) as e:  # ragged nested lists, objects NumPy cannot hold
-        raise InputError(f"{name}: expected a rectangular {ndim}-d array of numbers ({e})") from None
-    if arr.ndim == ndim - 1:
-        arr = arr[None]
-    if arr.ndim != ndim:
-        raise InputError(f"{name}: expected {ndim} dimensions, got shape {tuple(arr.shape)}")
-    if 0 in arr.shape[:2]:
-        raise InputError(f"{name}: empty batch or sequence (shape {tuple(arr.shape)}); expected at least one item and one position")
-    if dtype_kind == "int" and arr.dtype.kind not in "iub":
-        raise InputError(f"{name}: expected integers, got dtype {arr.dtype}")
-    if dtype_kind == "float" and arr.dtype.kind not in "fiu":
-        raise InputError(f"{name}: expected numbers, got dtype {arr.dtype}")
-    return arr
-
-
-def _check_binary(mask, name, xp):
-    """A 0/1 mask (ints or bools)."""
-    if bool(((mask != 0) & (mask != 1)).any()):
-        raise InputError(f"{name}: expected only 0 (padding) and 1 (real), got values {sorted(set(xp.unique(mask).tolist()))[:8]}")
-
-
-def _check_finite(arr, name, xp):
-    """No NaN or inf among the pixels: they would spread through attention to every output."""
-    if arr.dtype.kind == "f" and not bool(xp.isfinite(arr).all()):
-        bad = int((~xp.isfinite(arr)).sum())
-        raise InputError(f"{name}: {bad} non-finite values (NaN or inf); expected finite normalised pixels")
-
-
-def _check_index_range(arr, name, upper, what):
-    if int(arr.min()) < 0 or int(arr.max()) >= upper:
-        raise InputError(f"{name}: values must lie in [0, {upper}) ({what}), got [{int(arr.min())}, {int(arr.max())}]")
-
-
-def check_text_inputs(cfg, input_ids, attention_mask, xp, position_ids=None):
-    ids = _as_array(input_ids, "input_ids", xp, 2, "int")  # [T, N]
-    if ids.shape[1] > cfg.max_position_embeddings:
-        raise InputError(f"input_ids: sequence length {ids.shape[1]} exceeds max_position_embeddings {cfg.max_position_embeddings}")
-    _check_index_range(ids, "input_ids", cfg.vocab_size, "vocab_size")
-    if attention_mask is not None:
-        attention_mask = _as_array(attention_mask, "attention_mask", xp, 2, "int")
-        if attention_mask.shape != ids.shape:
-            raise InputError(f"attention_mask: shape {tuple(attention_mask.shape)} != input_ids shape {tuple(ids.shape)}")
-        _check_binary(attention_mask, "attention_mask", xp)
-        if bool((attention_mask.sum(-1) == 0).any()):
-            raise InputError("attention_mask: a row with no 1s (every position masked); expected at least one real token per text")
-    if position_ids is not None:
-        position_ids = _as_array(position_ids, "position_ids", xp, 2, "int")
-        if position_ids.shape[1] != ids.shape[1] or position_ids.shape[0] not in (1, ids.shape[0]):
-            raise InputError(f"position_ids: shape {tuple(position_ids.shape)} does not fit input_ids shape {tuple(ids.shape)}")
-        _check_index_range(position_ids, "position_ids", cfg.max_position_embeddings, "max_position_embeddings")
-    return ids.astype(xp.int64), attention_mask, position_ids
-
-
-def check_fixres_pixels(cfg, pixel_values, interpolate, xp):
-    """[I, C, S, S] at the checkpoint's image_size; other sizes only with interpolate_pos_encoding=True."""
-    pixels = _as_array(pixel_values, "pixel_values", xp, 4, "float")
-    S, P = cfg.image_size, cfg.patch_size
-    if pixels.shape[1] != cfg.num_channels or min(pixels.shape[2:]) < P:
-        raise InputError(f"pixel_values: expected [I, {cfg.num_channels}, H, W] with H, W >= {P}, got {tuple(pixels.shape)}")
-    if tuple(pixels.shape[2:]) != (S, S) and not interpolate:
-        raise InputError(f"pixel_values: expected [I, {cfg.num_channels}, {S}, {S}] (the checkpoint's image_size), got "
-                         f"{tuple(pixels.shape)}; resize the images or pass interpolate_pos_encoding=True")  # fmt: skip
-    _check_finite(pixels, "pixel_values", xp)
-    return pixels
-
-
-def check_spatial_shapes(spatial_shapes, I, N, xp):
-    """[I, 2] positive (h, w) patch grids that fit the N patch slots."""
-    if spatial_shapes is None:
-        raise InputError("spatial_shapes is required for NaFlex checkpoints: [I, 2] patch-grid (h, w) per image")
-    shapes = _as_array(spatial_shapes, "spatial_shapes", xp, 2, "int").astype(xp.int64)
-    if shapes.shape != (I, 2) or bool((shapes < 1).any()) or bool((shapes.prod(-1) > N).any()):
-        raise InputError(f"spatial_shapes: expected [{I}, 2] positive (h, w) with h*w <= {N} patches, got {shapes.tolist()}")
-    return shapes
-
-
-def check_pixel_mask(mask, shapes, I, N, xp):
-    """[I, N] 0/1 with exactly h*w ones per image. None attends to every slot, padding too, as transformers does."""
-    if mask is None:
-        return None
-    mask = _as_array(mask, "pixel_attention_mask", xp, 2, "int")
-    if mask.shape != (I, N):
-        raise InputError(f"pixel_attention_mask: expected shape {(I, N)}, got {tuple(mask.shape)}")
-    _check_binary(mask, "pixel_attention_mask", xp)
-    if bool((mask.sum(-1) != shapes.prod(-1)).any()):
-        raise InputError(f"pixel_attention_mask: real patches per image {mask.sum(-1).tolist()} != h*w of spatial_shapes {shapes.prod(-1).tolist()}")
-    return mask
-
-
-def check_image_inputs(cfg, pixel_values, pixel_attention_mask, spatial_shapes, xp, dtype, interpolate=True):
-    """FixRes: [I, C, H, W]. NaFlex: [I, N, C*P*P] + spatial_shapes [I, 2] (+ pixel_attention_mask [I, N])."""
-    if cfg.variant == "fixres":
-        return check_fixres_pixels(cfg, pixel_values, interpolate, xp).astype(dtype), None, None
-    pixels = _as_array(pixel_values, "pixel_values", xp, 3, "float")  # [I, N, P]
-    I, N, width = pixels.shape
-    if width != cfg.num_channels * cfg.patch_size**2:
-        raise InputError(f"pixel_values: NaFlex expects patchified input [I, N, {cfg.num_channels * cfg.patch_size**2}], got {tuple(pixels.shape)}")
-    _check_finite(pixels, "pixel_values", xp)
-    shapes = check_spatial_shapes(spatial_shapes, I, N, xp)
-    mask = check_pixel_mask(pixel_attention_mask, shapes, I, N, xp)
-    return pixels.astype(dtype), mask, shapes
 
 
 # ---------------------------------------------------------------- non-finite outputs (damaged weights) are refused
@@ -229,6 +123,8 @@ class Model:
     Calls mirror transformers' SiglipModel / Siglip2Model / *VisionModel / *TextModel /
     *ForImageClassification, chosen by the checkpoint's config.json.
     """
+
+    quantization = None  # {"bits", "group_size", "stored"} when the Linear weights are quantized (model/quant.py)
 
     def __init__(self, config, params, backend="numpy", dtype="float32", path=None, run_encoder=encoder):
         self.config, self.params, self.backend, self.dtype, self.path = config, params, backend, dtype, path
@@ -343,18 +239,56 @@ class Model:
         return ImageClassifierOutput(logits, vision["hidden_states"], vision["attentions"], tower_output(vision))
 
 
-def load_model(path, backend="numpy", dtype="float32", fast=True):
+def load_model(path, backend="numpy", dtype="float32", fast=True, quantize=None, group_size=DEFAULT_GROUP_SIZE):
     """Load a SigLIP / SigLIP 2 checkpoint folder (or a hub id in the local HF cache) onto `backend` in `dtype`.
 
     fast=True (NumPy, float32/float64) runs the encoders through `fast.FastEncoder` (same weights, blocked and
     multi-threaded); fast=False, CuPy and float16 use the plain `layers.encoder`. Both give the same results
     within float32 rounding (tests/test_fast.py).
+
+    quantize="int8" | "int4" replaces the Linear weights by int8 (per output channel) or int4 (`group_size`
+    inputs per scale) codes at load time (model/quant.py, docs/quantization.md). A folder written by
+    `siglip2-ref quantize` loads quantized as it is stored; `quantize` may then name the same kind or be None.
     """
     folder = resolve_checkpoint(path)
     config = load_config(folder)
-    params = load_params(folder, config, dtype)
+    bits, block = parse_bits(quantize), read_block(folder)
+    if block is not None:
+        if bits not in (None, block["bits"]):
+            raise CheckpointError(f"{folder}: is stored as int{block['bits']}; it cannot be loaded as int{bits} "
+                                  "(quantize the float checkpoint instead)")  # fmt: skip
+        params = load_quantized_params(folder, config, block, dtype)
+        bits, group_size = block["bits"], block["group_size"]
+    else:
+        params = load_params(folder, config, dtype)
+        if bits is not None:
+            params = quantize_params(params, bits, group_size)
+    return with_quantization(on_backend(config, params, backend, dtype, folder, fast), bits, group_size, block is not None)
+
+
+def with_quantization(model, bits, group_size, stored=False):
+    """`model` with its `quantization` facts set (what dumps record and `compare` reads)."""
+    if bits is not None:
+        model.quantization = {"bits": bits, "group_size": group_size if bits == 4 else None, "stored": stored}
+    return model
+
+
+def quantized_model(model, quantize, group_size=DEFAULT_GROUP_SIZE, fast=True):
+    """A float `model` (loaded or in memory) with its Linear weights quantized: "int8" or "int4"."""
+    bits = parse_bits(quantize)
+    if bits is None:
+        raise ValueError("quantized_model needs quantize='int8' or 'int4'")
+    if model.quantization is not None or is_quantized(model.params):
+        raise ValueError("this model is already quantized; quantize its float weights")
+    params = quantize_params(model.params, bits, group_size)  # new dicts; float arrays shared, not copied
+    fast = fast and model.run_encoder is not encoder
+    return with_quantization(on_backend(model.config, params, model.backend, model.dtype, model.path, fast), bits, group_size)
+
+
+def on_backend(config, params, backend, dtype, path=None, fast=True):
+    """A Model of `params` (float arrays, QuantizedWeights) moved to `backend`, with the encoder that suits it."""
     xp = backend_module(backend)
     if xp is not np:
-        params = tree_map(xp.asarray, params)
+        params = tree_map(lambda a: a.to(xp) if isinstance(a, QuantizedWeight) else xp.asarray(a), params)
     fast = fast and xp is np and dtype in ("float32", "float64")  # the fast path is NumPy-only
-    return Model(config, params, backend, dtype, folder, FastEncoder() if fast else encoder)
+    return Model(config, params, backend, dtype, path, FastEncoder() if fast else encoder)

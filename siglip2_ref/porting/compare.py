@@ -43,12 +43,23 @@ def precision_of(manifest):
     return emulation.split(":")[0] if emulation else precision.get("dtype", "float32")
 
 
+def quantization_tier(manifests):
+    """"int8" / "int4" when the dumps' weights were quantized differently (one int8, the other float...), else None.
+    Two runs of the same quantization hold the same weights: their float tiers apply (docs/quantization.md)."""
+    kinds = [(m.get("precision") or {}).get("quantization") for m in manifests]
+    if all(k == kinds[0] for k in kinds):
+        return None
+    return f"int{min(k['bits'] for k in kinds if k)}"
+
+
 def compared_tier(stage, a, b, manifests):
     """The tolerance tier of one stage when comparing two dumps (docs/porting.md, "Tiers")."""
     if a.dtype.kind in "iub" and b.dtype.kind in "iub":
         return "exact"
     if stage.startswith(PIXEL_STAGES):
         return "float32_pixels"
+    if quantization_tier(manifests):
+        return quantization_tier(manifests)
     lowest = min((precision_of(m) for m in manifests), key=PRECISIONS.index)
     rounded = [p for m in manifests for p in (m.get("precision") or {}).get("float32_rounded", [])]
     return stage_tier(stage, lowest, rounded_to_float32=any(fnmatch(stage, p) for p in rounded))

@@ -98,6 +98,8 @@ def make_dump(model, processor=None, images=None, texts=None, arrays=None, conve
         "inputs": described, "call": call, "conventions": conventions.as_dict(), "versions": library_versions(),
         "command": command, "stages": pipeline_order(stages),
     }  # fmt: skip
+    if getattr(model, "quantization", None):  # int8 / int4 weights (docs/quantization.md); float dumps stay as they were
+        manifest["precision"]["quantization"] = model.quantization
     return stages, manifest
 
 

@@ -34,6 +34,10 @@ TIERS = {
         Tier("bfloat16", 3e-2, "bfloat16 weights and activations (8-bit mantissa, eps 7.8e-3), float32 softmax/LayerNorm "
              "statistics and accumulation; emulated on random B/16 weights the worst stage (the last encoder layer) "
              "reached 1.7e-2 (siglip2_ref.porting.emulate, docs/porting.md)"),
+        Tier("int8", 5e-2, "weight-only int8 (per output channel) against float weights: measured worst stage 2.3e-2 "
+             "(random B/16, pooled embeddings), 1.1e-2 on the demo models (docs/quantization.md)"),
+        Tier("int4", 5e-1, "weight-only int4 (group-wise) against float weights: measured worst stage 3.8e-1 (random "
+             "B/16, G=64, pooled embeddings), 1.5e-1 on the demo models (docs/quantization.md); compare rankings too"),
     ]
 }
 

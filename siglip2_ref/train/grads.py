@@ -10,7 +10,7 @@ Shape alphabet: docs/shapes.md (B pairs, D embedding width).
 """
 
 from ..model.head import l2_normalize
-from ..model.model import check_image_inputs, check_text_inputs
+from ..model.inputs import check_image_inputs, check_text_inputs
 from ..model.vision import InputError
 from .loss import chunked_sigmoid_loss, l2_normalize_backward
 from .towers import text_backward, text_forward, vision_backward, vision_forward
