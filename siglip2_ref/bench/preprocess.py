@@ -28,12 +28,12 @@ QUICK_IMAGES = ("1024x768 JPEG", "1024x768 PNG")
 BACKENDS = ("pil", "torchvision")
 
 
-def photo(height, width, seed=0):  # -> [H, W, 3] uint8
+def photo(height, width, seed=0):  # -> [h0, w0, 3] uint8
     """A photo-like image: smooth colour gradients, a few soft blobs and mild sensor noise (compresses like a photo)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     y, x = y / height, x / width
-    image = np.stack([80 + 120 * x, 60 + 100 * y, 140 - 80 * x * y], axis=-1)  # [H, W, 3]
+    image = np.stack([80 + 120 * x, 60 + 100 * y, 140 - 80 * x * y], axis=-1)  # [h0, w0, 3]
     for cy, cx, r, colour in zip(rng.uniform(0, 1, 6), rng.uniform(0, 1, 6), rng.uniform(0.05, 0.3, 6), rng.uniform(-60, 60, (6, 3))):
         image += colour * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))[..., None]
     image += rng.normal(0, 4, image.shape).astype(np.float32)

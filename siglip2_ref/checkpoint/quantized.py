@@ -1,6 +1,6 @@
 """Quantized checkpoint folders: which weights are quantized, the on-disk layout, reading it back with checks.
 
-Shape alphabet: O output features, I input features, G group size.
+Shapes: docs/shapes.md (Dout, Din a linear layer's output and input widths; local: g group size).
 
 A quantized folder is a checkpoint folder (config.json, model.safetensors, the tokenizer and processor files)
 whose config.json has a `quantization` block (LAYOUT_VERSION 1, docs/quantization.md):
@@ -9,8 +9,8 @@ whose config.json has a `quantization` block (LAYOUT_VERSION 1, docs/quantizatio
      "method": "symmetric absmax per group, round to nearest", "scale_dtype": "float32",
      "quantized": [every quantized weight's key, sorted]}
 
-and whose safetensors file holds, for each key K listed there, K as I8 [O, I] (int8 codes) or U8 [O, I/2]
-(int4 codes, two per byte) and `K_scales` as F32 [O, I/G] (int8: [O, 1]); every other tensor is stored as in
+and whose safetensors file holds, for each key K listed there, K as I8 [Dout, Din] (int8 codes) or U8 [Dout, Din/2]
+(int4 codes, two per byte) and `K_scales` as F32 [Dout, Din/g] (int8: [O, 1]); every other tensor is stored as in
 the float checkpoint. Loading it never needs the float checkpoint; every key, dtype and shape is checked first.
 The math (quantize, dequantize, compute) is model/quant.py; this module only knows names, files and layout.
 """
@@ -84,7 +84,7 @@ def read_block(folder):
 
 
 def _check_quantized(folder, tensors, key, shape, bits, group_size):
-    """Codes and scales of one weight: present, integer/float32 storage, shapes that fit [O, I]. Returns (codes, scales)."""
+    """Codes and scales of one weight: present, integer/float32 storage, shapes that fit [Dout, Din]. Returns (codes, scales)."""
     O, I = shape
     scales_key = key + SCALES_SUFFIX
     for k in (key, scales_key):

@@ -1,7 +1,7 @@
 """A faster CPU encoder: the math of `layers.encoder`, arranged for speed (NumPy only).
 
-Shape alphabet: B batch, N sequence, M keys attended to, T = B*N token rows, R rows of one block,
-Q queries of one block, h heads of one block, D width, H heads, K head dim (D = H*K), F MLP width.
+Shapes: docs/shapes.md (B batch, N sequence, M keys, R token rows (B*N, or one block's), D width, H heads, K head
+dim, F MLP width; local: q query rows of one block, hb heads of one block).
 
 `layers.py` stays the readable reference; `FastEncoder` is a drop-in for its `encoder` (same signature,
 same outputs, the checkpoint's own weight arrays: nothing is copied or re-laid) and tests/test_fast.py
@@ -90,7 +90,7 @@ def softmax_(scores):  # [..., M] in place -> row sums [..., 1]
 # ---------------------------------------------------------------- one layer in three steps, each over blocks
 
 
-def qkv_block(rows, h, layer, eps, scale, qkv, scratch):  # rows of h [T, D] -> rows of q, k, v [T, D] each
+def qkv_block(rows, h, layer, eps, scale, qkv, scratch):  # rows of h [R, D] -> rows of q, k, v [R, D] each
     """LayerNorm 1 and the q, k, v projections of one block of token rows; q comes out scaled by K^-0.5."""
     x = h[rows]  # [R, D]
     y = layer_norm_into(x, **layer["layer_norm1"], eps=eps, out=scratch.get("y", x.shape, x.dtype), tmp=scratch.get("t", x.shape, x.dtype))
@@ -109,14 +109,14 @@ def attention_block(task, qkv, ctx, N, H, keys, weights, scratch):  # one (image
     b, h0, h1, q0, q1 = task
     M, bias = keys[b]
     first = b * N
-    q, k, v = (a[first : first + N].reshape(N, H, -1)[:, h0:h1] for a in qkv)  # [N, h, K] views; n (h k) -> n h k
-    q, k, v = q[q0:q1].transpose(1, 0, 2), k[:M].transpose(1, 2, 0), v[:M].transpose(1, 0, 2)  # [h, Q, K] [h, K, M] [h, M, K]
-    out = ctx[first + q0 : first + q1].reshape(q1 - q0, H, -1)[:, h0:h1].transpose(1, 0, 2)  # [h, Q, K] view
-    s = scratch.get("s", (h1 - h0, q1 - q0, M), ctx.dtype)  # [h, Q, M]
+    q, k, v = (a[first : first + N].reshape(N, H, -1)[:, h0:h1] for a in qkv)  # [N, hb, K] views; n (h k) -> n h k
+    q, k, v = q[q0:q1].transpose(1, 0, 2), k[:M].transpose(1, 2, 0), v[:M].transpose(1, 0, 2)  # [hb, q, K] [hb, K, M] [hb, M, K]
+    out = ctx[first + q0 : first + q1].reshape(q1 - q0, H, -1)[:, h0:h1].transpose(1, 0, 2)  # [hb, q, K] view
+    s = scratch.get("s", (h1 - h0, q1 - q0, M), ctx.dtype)  # [hb, q, M]
     np.matmul(q, k, out=s)
     if bias is not None:
         s += bias
-    sums = softmax_(s)  # [h, Q, 1]
+    sums = softmax_(s)  # [hb, q, 1]
     if weights is None:
         np.matmul(s, v, out=out)
         out /= sums
@@ -126,7 +126,7 @@ def attention_block(task, qkv, ctx, N, H, keys, weights, scratch):  # one (image
         np.matmul(s, v, out=out)
 
 
-def mlp_block(rows, h, layer, eps, act, ctx, scratch):  # rows of h [T, D] updated in place
+def mlp_block(rows, h, layer, eps, act, ctx, scratch):  # rows of h [R, D] updated in place
     """Attention output projection + residual, then LayerNorm 2, MLP and residual, for one block of rows."""
     x, c = h[rows], ctx[rows]  # [R, D]
     R, D = x.shape
@@ -258,8 +258,8 @@ class FastEncoder:
     def run(self, x, bias, layers, cfg, keep_hidden, keep_attentions):  # [B, N, D] -> [B, N, D], tuples
         B, N, D = x.shape
         H, T = cfg.num_attention_heads, B * N
-        h = np.array(x, order="C").reshape(T, D)  # [T, D], the residual stream, updated in place
-        qkv, ctx = [np.empty((T, D), x.dtype) for _ in range(3)], np.empty((T, D), x.dtype)  # [T, D] each
+        h = np.array(x, order="C").reshape(T, D)  # [R, D], the residual stream, updated in place
+        qkv, ctx = [np.empty((T, D), x.dtype) for _ in range(3)], np.empty((T, D), x.dtype)  # [R, D] each
         n = 1 if 2 * T * D * (4 * D + 2 * cfg.intermediate_size) < MIN_THREADED_FLOP else self.workers.n
         rows, tasks, keys = split_rows(T, n), attention_tasks(B, N, H, x.itemsize), key_ranges(bias, B, N)
         eps, act, scale = cfg.layer_norm_eps, cfg.hidden_act, (D // H) ** -0.5

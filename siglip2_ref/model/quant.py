@@ -1,7 +1,7 @@
 """Weight-only quantization of Linear weights: int8 per output channel, int4 group-wise, symmetric.
 
-Shape alphabet: O output features, I input features, G group size (inputs sharing one scale), R rows of
-activations, D width, F MLP width.
+Shapes: docs/shapes.md (Dout, Din a linear layer's output and input widths, R rows of activations; local: g group
+size, the inputs sharing one scale).
 
 A weight W [O, I] is cut along its input axis into groups of G consecutive columns (int8: G = I, one group per
 output channel). Each group gets one scale s = max|w| / qmax (qmax = 127 for int8, 7 for int4) and its values
@@ -80,14 +80,14 @@ class QuantizedWeight:
 # ---------------------------------------------------------------- int4 packing
 
 
-def pack_int4(codes):  # [O, I] int8 in [-7, 7] -> [O, I/2] uint8
+def pack_int4(codes):  # [Dout, Din] int8 in [-7, 7] -> [Dout, Din/2] uint8
     """Two codes per byte: (c + 8) of even column i in the low nibble, of column i + 1 in the high one."""
     xp = get_xp(codes)
     u = (codes + 8).astype(xp.uint8)
     return u[:, 0::2] | (u[:, 1::2] << 4)
 
 
-def unpack_int4(packed):  # [O, I/2] uint8 -> [O, I] int8
+def unpack_int4(packed):  # [Dout, Din/2] uint8 -> [Dout, Din] int8
     xp = get_xp(packed)
     low = (packed & 15).astype(xp.int8) - 8
     high = (packed >> 4).astype(xp.int8) - 8
@@ -103,7 +103,7 @@ def group_size_for(inputs, bits, group_size=DEFAULT_GROUP_SIZE):
     return inputs if bits == 8 else math.gcd(inputs, group_size)
 
 
-def quantize(weight, bits, group_size=DEFAULT_GROUP_SIZE):  # [O, I] float -> QuantizedWeight
+def quantize(weight, bits, group_size=DEFAULT_GROUP_SIZE):  # [Dout, Din] float -> QuantizedWeight
     """Symmetric round-to-nearest: scale = max|w| / qmax per group, codes = round(w / scale), in float32."""
     xp = get_xp(weight)
     if bits not in BITS:
@@ -113,21 +113,21 @@ def quantize(weight, bits, group_size=DEFAULT_GROUP_SIZE):  # [O, I] float -> Qu
     if bits == 4 and G % 2:
         raise ValueError(f"int4 needs an even group size; a weight with {I} inputs and group size {group_size} gives {G}")
     w = xp.asarray(weight, dtype=xp.float32).reshape(O, I // G, G)
-    scales = xp.abs(w).max(axis=-1) / qmax(bits)  # [O, I/G]
+    scales = xp.abs(w).max(axis=-1) / qmax(bits)  # [Dout, Din/g]
     safe = xp.where(scales == 0, 1, scales)[..., None]  # an all-zero group keeps codes 0
     codes = xp.clip(xp.rint(w / safe), -qmax(bits), qmax(bits)).astype(xp.int8).reshape(O, I)
     return QuantizedWeight(bits, codes if bits == 8 else pack_int4(codes), scales)
 
 
-def integer_codes(weight):  # QuantizedWeight -> [O, I] int8
+def integer_codes(weight):  # QuantizedWeight -> [Dout, Din] int8
     return weight.codes if weight.bits == 8 else unpack_int4(weight.codes)
 
 
-def dequantize(weight, dtype=None):  # QuantizedWeight -> [O, I] float
+def dequantize(weight, dtype=None):  # QuantizedWeight -> [Dout, Din] float
     """The float weight a quantized one stands for: codes * scale of their group, in `dtype` (default: the scales')."""
     O, I = weight.shape
     dtype = dtype or weight.scales.dtype
-    w = integer_codes(weight).reshape(O, I // weight.group_size, weight.group_size).astype(dtype)  # [O, I/G, G]
+    w = integer_codes(weight).reshape(O, I // weight.group_size, weight.group_size).astype(dtype)  # [Dout, Din/g, g]
     w *= weight.scales.astype(dtype)[..., None]  # in place: one float copy of the weight, no second temporary
     return w.reshape(O, I)
 
@@ -135,7 +135,7 @@ def dequantize(weight, dtype=None):  # QuantizedWeight -> [O, I] float
 # ---------------------------------------------------------------- compute without the whole float weight
 
 
-def matmul_t(x, weight, out):  # [R, I], [O, I] -> out [R, O]
+def matmul_t(x, weight, out):  # [R, Din], [Dout, Din] -> out [R, Dout]
     """x W^T written into `out`. A quantized W is dequantized into x's dtype one block of its rows at a time
     (at most WORK_BYTES of float weight), each block multiplied straight into its columns of `out`."""
     xp = get_xp(x)
@@ -150,15 +150,15 @@ def matmul_t(x, weight, out):  # [R, I], [O, I] -> out [R, O]
             xp.matmul(x, rows.codes.astype(x.dtype).T, out=cols)
             cols *= rows.scales[:, 0].astype(x.dtype)
         else:
-            xp.matmul(x, dequantize(rows, x.dtype).T, out=cols)  # [R, I] @ [I, step]
+            xp.matmul(x, dequantize(rows, x.dtype).T, out=cols)  # [R, Din] @ [Din, step]
     return out
 
 
-def linear_quantized(x, weight, bias):  # [..., I] -> [..., O]
+def linear_quantized(x, weight, bias):  # [..., Din] -> [..., Dout]
     """x W^T + b for a quantized W (what layers.linear runs for one), through `matmul_t`."""
     xp = get_xp(x)
-    rows = x.reshape(-1, weight.shape[1])  # [R, I]
-    out = matmul_t(rows, weight, xp.empty((rows.shape[0], weight.shape[0]), x.dtype))  # [R, O]
+    rows = x.reshape(-1, weight.shape[1])  # [R, Din]
+    out = matmul_t(rows, weight, xp.empty((rows.shape[0], weight.shape[0]), x.dtype))  # [R, Dout]
     return out.reshape(*x.shape[:-1], weight.shape[0]) + bias
 
 

@@ -52,11 +52,11 @@ def pillow_agrees(pass_order, resample):
     return _AGREES[key]
 
 
-def image_size(rgb):  # PIL.Image | [3, H, W] -> (H, W)
+def image_size(rgb):  # PIL.Image | [3, h0, w0] -> (h0, w0)
     return (rgb.height, rgb.width) if isinstance(rgb, Image.Image) else rgb.shape[1:]
 
 
-def resize_chw(rgb, size, resample, backend, pass_order):  # PIL.Image RGB | [3, H, W] u8 -> [3, h, w] u8
+def resize_chw(rgb, size, resample, backend, pass_order):  # PIL.Image RGB | [3, h0, w0] u8 -> [3, h, w] u8
     """The reference resize's result (possibly a transposed view): Pillow when it agrees, torchvision's by GEMMs."""
     if backend == "torchvision":
         return resize_torchvision_chw(rgb, size, resample)
@@ -109,12 +109,12 @@ def gather_image(chw, table):  # [C, h, w] u8, [C, L] -> [C, h, w]
 # go in blocks, each multiplying only the window of inputs it reads.
 
 
-def band_matrix(table, n_in):  # (start [O], weights int [O, K], precision) -> [O, n_in] float32
+def band_matrix(table, n_in):  # (start [out], weights int [out, taps], precision) -> [out, n_in] float32
     """The pass as a matrix: row o holds output o's integer weights at its taps."""
     start, weights, _ = table
     O, K = weights.shape
     band = np.zeros((O, n_in), np.float32)
-    taps = start[:, None] + np.arange(K)  # [O, K]
+    taps = start[:, None] + np.arange(K)  # [out, taps]
     valid = (taps < n_in) & (weights != 0)
     band[np.nonzero(valid)[0], taps[valid]] = weights[valid]
     return band
@@ -126,15 +126,15 @@ def output_blocks(start, K, n_in, block=16):  # -> [(o0, o1, lo, hi)]: outputs o
             for o0 in range(0, O, block)]  # fmt: skip
 
 
-def error_bound(table, n_terms):  # -> [O] float64: how far acc + 2^(p-1) in float32 may be from the exact value
+def error_bound(table, n_terms):  # -> [out] float64: how far acc + 2^(p-1) in float32 may be from the exact value
     """gamma_n sum|x w| for the GEMM (sum|x w| <= 255 sum|w|) plus the rounding of adding 2^(p-1) in float32; 0 where
     255 sum|w| + 2^(p-1) < 2^24, so that every partial sum and the addition are exact integers."""
-    l1 = 255.0 * np.abs(table[1]).sum(axis=1) + (1 << (table[2] - 1))  # [O]
+    l1 = 255.0 * np.abs(table[1]).sum(axis=1) + (1 << (table[2] - 1))  # [out]
     gamma = n_terms * 2.0**-24 / (1 - n_terms * 2.0**-24)
     return np.where(l1 < 2**24, 0.0, (gamma * 1.01 + 2.0**-23) * l1 + 1)
 
 
-def round_shift(acc, bound, precision, exact_sums):  # acc [M, O] f32 (overwritten), bound [O] -> [M, O] uint8
+def round_shift(acc, bound, precision, exact_sums):  # acc [rows, out] f32 (overwritten), bound [out] -> [rows, out] uint8
     """(A + 2^(p-1)) >> p clipped to 0..255, for the exact sums A within `bound` of acc. Where a rounding step lies
     within the bound, A is recomputed in integers: exact_sums(m [k], o [k]) -> int64 [k]."""
     half = 1 << (precision - 1)
@@ -142,28 +142,28 @@ def round_shift(acc, bound, precision, exact_sums):  # acc [M, O] f32 (overwritt
     acc *= 1.0 / (1 << precision)  # a power of two: exact
     q = np.floor(acc)
     if bound.any():
-        margin = (bound / (1 << precision)).astype(np.float32)  # [O]
+        margin = (bound / (1 << precision)).astype(np.float32)  # [out]
         frac = np.subtract(acc, q, out=acc)  # exact (Sterbenz) except for tiny negative sums, then near 1: redone
         m, o = np.nonzero((frac < margin) | (frac >= 1 - margin))
         q[m, o] = (exact_sums(m, o) + half) >> precision
     return np.clip(q, 0, 255, out=q).astype(np.uint8)
 
 
-def width_pass(hwc, w, resample, rows=128):  # [H, W, 3] u8 -> [H, 3, w] u8
+def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
     """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
     H, W, C = hwc.shape
     start, weights, precision = table = torch_axis_table(W, w, RESAMPLE_NAMES[resample])
-    band = band_matrix(table, W).T  # [W, w]
+    band = band_matrix(table, W).T  # [w0, w]
     blocks = output_blocks(start, weights.shape[1], W)
     bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
-    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), W - 1)  # [w, K]
+    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), W - 1)  # [w, taps]
     out = np.empty((H, C, w), np.uint8)
 
     def row_block(r0):
-        pixels = hwc[r0 : r0 + rows].transpose(2, 0, 1)  # [C, r, W] view
+        pixels = hwc[r0 : r0 + rows].transpose(2, 0, 1)  # [C, r, w0] view
         src = np.empty(pixels.shape, np.float32)
         np.copyto(src, pixels, casting="unsafe")
-        src = src.reshape(-1, W)  # [C r, W]
+        src = src.reshape(-1, W)  # [C r, w0]
         acc = np.empty((src.shape[0], w), np.float32)  # [C r, w]
         for o0, o1, lo, hi in blocks:
             acc[:, o0:o1] = src[:, lo:hi] @ band[lo:hi, o0:o1]
@@ -178,20 +178,20 @@ def width_pass(hwc, w, resample, rows=128):  # [H, W, 3] u8 -> [H, 3, w] u8
     return out
 
 
-def height_pass(rows_first, h, resample):  # [H, M] u8 (M = 3 w) -> [h, M] u8
+def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
     """torchvision's vertical pass: each block of output rows is its band window times the input rows it reads."""
     H, M = rows_first.shape
     start, weights, precision = table = torch_axis_table(H, h, RESAMPLE_NAMES[resample])
-    band = band_matrix(table, H)  # [h, H]
+    band = band_matrix(table, H)  # [h, h0]
     blocks = output_blocks(start, weights.shape[1], H)
     bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
-    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), H - 1)  # [h, K]
+    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), H - 1)  # [h, taps]
     src = rows_first.astype(np.float32)
     out = np.empty((h, M), np.uint8)
 
     def row_block(block):
         o0, o1, lo, hi = block
-        acc = (band[o0:o1, lo:hi] @ src[lo:hi]).T  # [M, G]: outputs last, as round_shift takes them
+        acc = (band[o0:o1, lo:hi] @ src[lo:hi]).T  # [3 w, out]: outputs last, as round_shift takes them
 
         def exact_sums(m, o):  # columns m and outputs o0 + o -> exact integer sums
             o = o + o0
@@ -214,11 +214,11 @@ def run_blocks(fn, tasks):
         return [fn(task) for task in tasks]
 
 
-def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, H, W] u8 -> [3, h, w] u8 (maybe a view)
+def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, h0, w0] u8 -> [3, h, w] u8 (maybe a view)
     """`resize.resize_torchvision`'s numbers: width pass, then height pass, each only if that size changes."""
     (H, W), (h, w) = image_size(rgb), size
-    hwc = np.asarray(rgb) if isinstance(rgb, Image.Image) else rgb.transpose(1, 2, 0)  # [H, W, 3]
-    x = width_pass(hwc, w, resample) if w != W else hwc.transpose(0, 2, 1)  # [H, 3, w]
+    hwc = np.asarray(rgb) if isinstance(rgb, Image.Image) else rgb.transpose(1, 2, 0)  # [h0, w0, 3]
+    x = width_pass(hwc, w, resample) if w != W else hwc.transpose(0, 2, 1)  # [h0, 3, w]
     if h != H:
         x = height_pass(np.ascontiguousarray(x).reshape(H, 3 * w), h, resample).reshape(h, 3, w)
     return x.transpose(1, 0, 2)  # [3, h, w]

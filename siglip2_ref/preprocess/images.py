@@ -4,8 +4,8 @@ Reproduces transformers' `SiglipImageProcessor` (FixRes) and `Siglip2ImageProces
 with either of its two resize back-ends ("pil": Pillow >= 13, the default here; "torchvision": transformers 5.x's
 default). Non-RGB inputs are converted, never rejected (docs/conventions.md "Decisions" 4).
 
-Shape alphabet: I images; C channels (3 after conversion); H, W input height/width; h, w resized height/width;
-p patch side; gh, gw patch grid (h = gh p, w = gw p); N patch slots (max_num_patches); P patch vector (p p C).
+Shapes: docs/shapes.md (B images; C channels, 3 after conversion; h0, w0 input height/width; h, w resized height/width;
+p patch side; gh, gw patch grid (h = gh p, w = gw p); N patch slots (max_num_patches); P patch vector (p p C)).
 
 Long (about 460 lines) on purpose: loading, the FixRes and NaFlex processors and their shared steps
 (target size, rescale/normalise, patchify) stay on one page so the NaFlex path reads in order.
@@ -68,7 +68,7 @@ def pil_rgb_image(image):  # PIL.Image any mode -> PIL.Image "RGB"
     if image.width < 1 or image.height < 1:
         raise ImageInputError(f"image has zero size {image.width}x{image.height} (width x height)")
     if image.mode in SIXTEEN_BIT_MODES:
-        return Image.fromarray(sixteen_bit_to_uint8(np.asarray(image))).convert("RGB")  # grey [H, W] repeated
+        return Image.fromarray(sixteen_bit_to_uint8(np.asarray(image))).convert("RGB")  # grey [h0, w0] repeated
     if image.mode == "F":
         if np.isnan(np.asarray(image)).any():
             raise ImageInputError("mode 'F' image contains NaN pixels")
@@ -85,12 +85,12 @@ def pil_rgb_image(image):  # PIL.Image any mode -> PIL.Image "RGB"
     return image
 
 
-def pil_to_rgb(image):  # PIL.Image -> [3, H, W] uint8
+def pil_to_rgb(image):  # PIL.Image -> [3, h0, w0] uint8
     """RGB pixels of a PIL image of any mode, channels first (see `pil_rgb_image`)."""
     return np.ascontiguousarray(np.asarray(pil_rgb_image(image)).transpose(2, 0, 1))
 
 
-def channels_first(array):  # [H, W] | [H, W, C] | [C, H, W] -> [C, H, W]
+def channels_first(array):  # [h0, w0] | [h0, w0, C] | [C, h0, w0] -> [C, h0, w0]
     """Put channels first, inferring the layout as transformers does (C in 1, 3, 4; first axis wins if ambiguous).
 
     Mirrors: transformers.image_utils.infer_channel_dimension_format(num_channels=(1, 3, 4)).
@@ -106,7 +106,7 @@ def channels_first(array):  # [H, W] | [H, W, C] | [C, H, W] -> [C, H, W]
     raise ImageInputError(f"cannot find the channel axis of an image of shape {array.shape}: need 1, 3 or 4 channels")
 
 
-def composite_rgba_array(rgba, backend):  # [4, H, W] -> [3, H, W], same dtype
+def composite_rgba_array(rgba, backend):  # [4, h0, w0] -> [3, h0, w0], same dtype
     """Composite an RGBA array onto white with the arithmetic of each transformers back-end.
 
     Mirrors: image_transforms.convert_to_rgb (numpy, "pil") and TorchvisionBackend.convert_to_rgb.
@@ -127,7 +127,7 @@ def composite_rgba_array(rgba, backend):  # [4, H, W] -> [3, H, W], same dtype
     return (x * np.float32(255 + 1.0 - 1e-3)).astype(np.uint8)  # to_dtype(uint8, scale=True): truncation
 
 
-def array_to_rgb(array, backend):  # [H, W] | [H, W, C] | [C, H, W] -> [3, H, W] uint8 or float
+def array_to_rgb(array, backend):  # [h0, w0] | [h0, w0, C] | [C, h0, w0] -> [3, h0, w0] uint8 or float
     """RGB array in channels-first layout from a NumPy (or array-like) image."""
     if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise ImageInputError(f"image array must have an integer or float dtype, got {array.dtype}")
@@ -149,7 +149,7 @@ def array_to_rgb(array, backend):  # [H, W] | [H, W, C] | [C, H, W] -> [3, H, W]
     return np.ascontiguousarray(chw)
 
 
-def to_rgb(image, backend="pil"):  # image -> [3, H, W] uint8 (or float for float arrays)
+def to_rgb(image, backend="pil"):  # image -> [3, h0, w0] uint8 (or float for float arrays)
     """Any supported image (path, PIL image, array-like) as an RGB channels-first array."""
     if isinstance(image, (str, os.PathLike)):
         image = open_image_file(image)
@@ -178,7 +178,7 @@ def as_image_list(images):
 # Resize of float arrays, rescale and normalise
 
 
-def quantise_float_for_pil(image):  # [C, H, W] float -> ([C, H, W] uint8, was_rescaled)
+def quantise_float_for_pil(image):  # [C, h0, w0] float -> ([C, h0, w0] uint8, was_rescaled)
     """The uint8 image transformers hands to Pillow for a float array, and whether it multiplied by 255 first.
 
     Mirrors: transformers image_transforms._rescale_for_pil_conversion + to_pil_image (truncating cast).
@@ -194,7 +194,7 @@ def quantise_float_for_pil(image):  # [C, H, W] float -> ([C, H, W] uint8, was_r
     return (image.astype(np.float64) * 255).astype(np.float32).astype(np.uint8), True
 
 
-def resize_any(image, size, resample, backend, pass_order="pillow13"):  # [C, H, W] -> [C, h, w]
+def resize_any(image, size, resample, backend, pass_order="pillow13"):  # [C, h0, w0] -> [C, h, w]
     """Resize a uint8 image bit-exactly; float images take each back-end's float route.
 
     "pil": transformers quantises to uint8 (x255 first if the values look like [0, 1]), resizes, divides back.
@@ -309,7 +309,7 @@ def pad_patches(patches, max_num_patches):  # [n, P] -> [N, P], mask [N] int32
 # One image, every step: what the processors run, and what porting/conventions.py names as stages
 
 
-def fixres_steps(rgb, cfg, backend, pass_order="pillow13"):  # [3, H, W] -> {"rgb", "resized", "normalized" [3, h, w] f32}
+def fixres_steps(rgb, cfg, backend, pass_order="pillow13"):  # [3, h0, w0] -> {"rgb", "resized", "normalized" [3, h, w] f32}
     """Resize to the configured size (aspect ratio not kept), rescale, normalise."""
     resized = rgb
     if cfg["do_resize"]:
@@ -317,7 +317,7 @@ def fixres_steps(rgb, cfg, backend, pass_order="pillow13"):  # [3, H, W] -> {"rg
     return {"rgb": rgb, "resized": resized, "normalized": rescale_and_normalize(resized, cfg, backend)}
 
 
-def naflex_steps(rgb, cfg, backend, pass_order="pillow13"):  # [3, H, W] -> fixres' steps + [N, P], [N], (gh, gw)
+def naflex_steps(rgb, cfg, backend, pass_order="pillow13"):  # [3, h0, w0] -> fixres' steps + [N, P], [N], (gh, gw)
     """Resize to the patch budget, rescale, normalise, then "patches" (padded to max_num_patches), "mask", "spatial_shape"."""
     p, n_max = cfg["patch_size"], cfg["max_num_patches"]
     resized = rgb

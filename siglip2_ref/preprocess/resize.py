@@ -13,8 +13,8 @@ arithmetic and in the order of the two passes.
       `aten_float_resample_axis`); horizontal pass first.
 
 Everything here works on channels-first arrays [C, H, W] (torchvision's layout; the column pass is the costly
-one and is fastest on planes). Shape alphabet: C channels; H, W input height/width; h, w output height/width;
-O outputs of one axis; K taps (filter support) per output.
+one and is fastest on planes). Shapes: docs/shapes.md (C channels; h0, w0 input height/width; h, w output height/width;
+out outputs of one axis; taps filter taps per output).
 """
 
 import math
@@ -56,7 +56,7 @@ FILTERS = {  # name -> (support at scale 1, Pillow's filter, ATen's filter)
 }
 
 
-def filter_weights(in_size, out_size, support1, kernel):  # -> start [O], weights float64 [O, K]
+def filter_weights(in_size, out_size, support1, kernel):  # -> start [out], weights float64 [out, taps]
     """Normalised real-valued resampling weights of one axis, computed as both references do in float64.
 
     Mirrors: Resample.c precompute_coeffs; UpSampleKernel.cpp _compute_indices_min_size_weights_aa.
@@ -65,14 +65,14 @@ def filter_weights(in_size, out_size, support1, kernel):  # -> start [O], weight
     filterscale = max(scale, 1.0)
     support = support1 * filterscale
     K = int(math.ceil(support)) * 2 + 1
-    center = (np.arange(out_size) + 0.5) * scale  # [O]
-    start = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)  # [O]
-    stop = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64)  # [O]
-    taps = np.arange(K)  # [K]
-    valid = taps[None, :] < (stop - start)[:, None]  # [O, K]
+    center = (np.arange(out_size) + 0.5) * scale  # [out]
+    start = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)  # [out]
+    stop = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64)  # [out]
+    taps = np.arange(K)  # [taps]
+    valid = taps[None, :] < (stop - start)[:, None]  # [out, taps]
     x = ((start[:, None] + taps[None, :]).astype(np.float64) - center[:, None] + 0.5) * (1.0 / filterscale)
-    weights = np.where(valid, kernel(x), 0.0)  # [O, K]
-    total = np.cumsum(weights, axis=1)[:, -1:]  # [O, 1]; left-to-right sum, as the C loops add
+    weights = np.where(valid, kernel(x), 0.0)  # [out, taps]
+    total = np.cumsum(weights, axis=1)[:, -1:]  # [out, 1]; left-to-right sum, as the C loops add
     weights = np.where(total != 0.0, weights / np.where(total != 0.0, total, 1.0), weights)
     return start, weights
 
@@ -82,14 +82,14 @@ def round_half_away(x):  # [...] float -> [...] int64
     return np.trunc(np.where(x < 0, x - 0.5, x + 0.5)).astype(np.int64)
 
 
-def pillow_axis_table(in_size, out_size, resample):  # -> start [O], int weights [O, K], precision
+def pillow_axis_table(in_size, out_size, resample):  # -> start [out], int weights [out, taps], precision
     """Pillow's 8-bit fixed-point weights: 22 fractional bits. Mirrors: Resample.c normalize_coeffs_8bpc."""
     support1, pil_kernel, _ = FILTERS[resample]
     start, weights = filter_weights(in_size, out_size, support1, pil_kernel)
     return start, round_half_away(weights * (1 << PILLOW_PRECISION_BITS)), PILLOW_PRECISION_BITS
 
 
-def torch_axis_table(in_size, out_size, resample):  # -> start [O], int weights [O, K], precision
+def torch_axis_table(in_size, out_size, resample):  # -> start [out], int weights [out, taps], precision
     """ATen's int16 weights, precision = most bits for which the largest weight still fits in int16.
 
     Mirrors: UpSampleKernel.cpp HelperInterpBase::_compute_index_ranges_int16_weights.
@@ -103,7 +103,7 @@ def torch_axis_table(in_size, out_size, resample):  # -> start [O], int weights 
     return start, round_half_away(weights * (1 << precision)), precision
 
 
-def resample_axis(image, axis, table, block_elements=1 << 21):  # [C, H, W] uint8 -> resized along axis 1 or 2
+def resample_axis(image, axis, table, block_elements=1 << 21):  # [C, h0, w0] uint8 -> resized along axis 1 or 2
     """One separable pass: int32 multiply-accumulate over the K taps, rounding shift, clip to uint8.
 
     Both references accumulate in 32-bit integers starting from half an output step. Vectorised as a gather of
@@ -114,16 +114,16 @@ def resample_axis(image, axis, table, block_elements=1 << 21):  # [C, H, W] uint
     start, weights, precision = table
     C, in_size = image.shape[0], image.shape[axis]
     O, K = weights.shape
-    taps = np.minimum(start[:, None] + np.arange(K), in_size - 1).ravel()  # [O K]
+    taps = np.minimum(start[:, None] + np.arange(K), in_size - 1).ravel()  # [out taps]
     weights = weights.astype(np.int32)
     other = 3 - axis  # the spatial axis that is not resampled
     out_shape = list(image.shape)
     out_shape[axis] = O
-    out = np.empty(out_shape, np.uint8)  # [C, O, W] or [C, H, O]
+    out = np.empty(out_shape, np.uint8)  # [C, out, w0] or [C, h0, out]
     step = max(1, block_elements // (C * O * K))
     for b0 in range(0, image.shape[other], step):
         block = (slice(None), slice(b0, b0 + step)) if other == 1 else (slice(None), slice(None), slice(b0, b0 + step))
-        gathered = np.take(image[block], taps, axis=axis)  # [C, b, O K] or [C, O K, b]
+        gathered = np.take(image[block], taps, axis=axis)  # [C, b, out taps] or [C, out taps, b]
         if axis == 2:
             acc = np.einsum("cbok,ok->cbo", gathered.reshape(C, -1, O, K), weights, dtype=np.int32)
         else:
@@ -157,7 +157,7 @@ def check_resize_args(image, size, resample):
     return check_geometry(image, size, resample)
 
 
-def check_geometry(image, size, resample):  # [C, H, W] -> (h, w), filter name
+def check_geometry(image, size, resample):  # [C, h0, w0] -> (h, w), filter name
     """Errors both resamplers share: an empty image, a target below 1x1, an unknown filter."""
     if image.shape[1] < 1 or image.shape[2] < 1:
         raise ValueError(f"resize: cannot resize an empty image of shape {image.shape}")
@@ -169,7 +169,7 @@ def check_geometry(image, size, resample):  # [C, H, W] -> (h, w), filter name
     return (h, w), RESAMPLE_NAMES[resample]
 
 
-def resize_pil(image, size, resample="bilinear", pass_order="pillow13"):  # [C, H, W] u8 -> [C, h, w] u8
+def resize_pil(image, size, resample="bilinear", pass_order="pillow13"):  # [C, h0, w0] u8 -> [C, h, w] u8
     """`PIL.Image.resize((w, h), resample)` on a uint8 image, bit-exact. Mirrors: Resample.c ImagingResample."""
     (h, w), resample = check_resize_args(image, size, resample)
     H, W = image.shape[1:]
@@ -181,7 +181,7 @@ def resize_pil(image, size, resample="bilinear", pass_order="pillow13"):  # [C, 
     return image
 
 
-def resize_torchvision(image, size, resample="bilinear"):  # [C, H, W] u8 -> [C, h, w] u8
+def resize_torchvision(image, size, resample="bilinear"):  # [C, h0, w0] u8 -> [C, h, w] u8
     """`torchvision.transforms.v2.functional.resize(antialias=True)` on a uint8 CPU tensor, bit-exact.
 
     Mirrors: ATen _upsample_bilinear2d_aa / _upsample_bicubic2d_aa, uint8 path (horizontal pass first).
@@ -257,7 +257,7 @@ def aten_filter(x, resample, fused):  # [...] float -> [...] same dtype
     return np.where(x < 1, inner, np.where(x < 2, outer, dtype(0))).astype(dtype)
 
 
-def aten_float_weights(in_size, out_size, resample, dtype, fused=True):  # -> start [O], size [O], weights [O, K]
+def aten_float_weights(in_size, out_size, resample, dtype, fused=True):  # -> start [out], size [out], weights [out, taps]
     """One axis' taps and weights for a float image, in the image's dtype with ATen's mixed float/double steps.
 
     `center` and the filter argument are computed in double from float operands and rounded back to `dtype`; the
@@ -270,22 +270,22 @@ def aten_float_weights(in_size, out_size, resample, dtype, fused=True):  # -> st
     support = f(support1 * float(scale)) if scale >= 1 else f(support1)
     invscale = f(1.0 / float(scale)) if scale >= 1 else f(1)
     K = int(math.ceil(support)) * 2 + 1
-    center = (float(scale) * (np.arange(out_size) + 0.5)).astype(f)  # [O]
-    start = np.maximum(np.trunc(np.float64(center - support) + 0.5), 0).astype(np.int64)  # [O]
-    stop = np.trunc(np.float64(center + support) + 0.5).astype(np.int64)  # [O]
-    size = np.clip(np.minimum(stop, in_size) - start, 0, K)  # [O]; clipped to K as ATen does
-    taps = np.arange(K)  # [K]
-    offset = (start[:, None] + taps).astype(f) - center[:, None]  # [O, K] in dtype
-    x = ((np.float64(offset) + 0.5) * float(invscale)).astype(f)  # [O, K]; + 0.5 and * invscale in double
-    weights = np.where(taps < size[:, None], aten_filter(x, resample, fused), f(0))  # [O, K]
-    total = np.zeros(out_size, f)  # [O]
+    center = (float(scale) * (np.arange(out_size) + 0.5)).astype(f)  # [out]
+    start = np.maximum(np.trunc(np.float64(center - support) + 0.5), 0).astype(np.int64)  # [out]
+    stop = np.trunc(np.float64(center + support) + 0.5).astype(np.int64)  # [out]
+    size = np.clip(np.minimum(stop, in_size) - start, 0, K)  # [out]; clipped to K as ATen does
+    taps = np.arange(K)  # [taps]
+    offset = (start[:, None] + taps).astype(f) - center[:, None]  # [out, taps] in dtype
+    x = ((np.float64(offset) + 0.5) * float(invscale)).astype(f)  # [out, taps]; + 0.5 and * invscale in double
+    weights = np.where(taps < size[:, None], aten_filter(x, resample, fused), f(0))  # [out, taps]
+    total = np.zeros(out_size, f)  # [out]
     for k in range(K):  # left-to-right sum in dtype, as the C loop adds
         total = total + weights[:, k]
-    safe = np.where(total != 0, total, f(1))[:, None]  # [O, 1]
+    safe = np.where(total != 0, total, f(1))[:, None]  # [out, 1]
     return start, size, np.where(total[:, None] != 0, weights / safe, weights)
 
 
-def aten_float_resample_axis(image, axis, table, fused=True):  # [C, H, W] float -> resized along axis 1 or 2
+def aten_float_resample_axis(image, axis, table, fused=True):  # [C, h0, w0] float -> resized along axis 1 or 2
     """One separable pass of ATen's float kernel: out = x0 w0, then out += xk wk for the other taps, in dtype.
 
     The tap loop as GCC compiled it for AVX2 (with fma): taps are taken in groups of one 16-byte vector of
@@ -300,19 +300,19 @@ def aten_float_resample_axis(image, axis, table, fused=True):  # [C, H, W] float
     lanes = 16 // image.itemsize if fused else 1  # products per vector; 1: every product rounded
     w_shape = (O,) if axis == 2 else (O, 1)  # weights broadcast along the output axis
 
-    def tap(k):  # k [O] or int -> source pixels [C, H, O] / [C, O, W], weights [O] or [O, 1]
+    def tap(k):  # k [out] or int -> source pixels [C, h0, out] / [C, out, w0], weights [out] or [out, 1]
         k = np.broadcast_to(k, (O,))
         pixels = np.take(image, np.minimum(start + k, n_in - 1), axis=axis)
         return pixels, weights[outputs, np.minimum(k, K - 1)].reshape(w_shape)
 
-    rounded = 1 + (np.maximum(size, 1) - 1) // lanes * lanes  # [O] taps summed from rounded products
+    rounded = 1 + (np.maximum(size, 1) - 1) // lanes * lanes  # [out] taps summed from rounded products
     pixels, w = tap(0)
-    out = pixels * w  # [C, H, O] or [C, O, W]
+    out = pixels * w  # [C, h0, out] or [C, out, w0]
     for k in range(1, K):
         pixels, w = tap(k)
         out = np.where((k < rounded).reshape(w_shape), out + pixels * w, out)
     for r in range(lanes - 1):  # the left-over taps: fused multiply-adds
-        k = rounded + r  # [O]
+        k = rounded + r  # [out]
         pixels, w = tap(k)
         out = np.where((k < size).reshape(w_shape), fused_multiply_add(pixels, w, out), out)
     return out
@@ -321,7 +321,7 @@ def aten_float_resample_axis(image, axis, table, fused=True):  # [C, H, W] float
 ATEN_CPU_KERNELS = {"avx2": True, "default": False}  # torch.backends.cpu.get_cpu_capability() -> uses fma
 
 
-def resize_float_torchvision(image, size, resample="bilinear", cpu_kernel="avx2"):  # [C, H, W] float -> [C, h, w]
+def resize_float_torchvision(image, size, resample="bilinear", cpu_kernel="avx2"):  # [C, h0, w0] float -> [C, h, w]
     """`torchvision.transforms.v2.functional.resize(antialias=True)` on a float CPU tensor, bit-exact.
 
     float32 and float64 are resized in their own dtype; other floats (float16) in float32 and cast back, as
@@ -357,7 +357,7 @@ def check_float_resize_args(image, size, resample, cpu_kernel):
     return check_geometry(image, size, resample)
 
 
-def resize(image, size, resample="bilinear", backend="pil", pass_order="pillow13"):  # [C, H, W] -> [C, h, w]
+def resize(image, size, resample="bilinear", backend="pil", pass_order="pillow13"):  # [C, h0, w0] -> [C, h, w]
     """Antialiased uint8 resize with the numerics of `backend` ("pil" or "torchvision")."""
     if backend == "pil":
         return resize_pil(image, size, resample, pass_order)

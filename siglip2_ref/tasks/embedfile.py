@@ -12,7 +12,7 @@ Three containers hold the same rows (one L2-normalised embedding per image, with
 
 Every reader refuses, naming the file: an unknown format, embeddings of a dtype other than float32/float16, rows
 that disagree with the recorded width or count, repeated paths, and (chunk by chunk, as rows are read) rows that
-are not finite or not unit length. Shape alphabet: I rows (images), D embedding width, C rows in one chunk.
+are not finite or not unit length. Shapes: docs/shapes.md (I rows (images), D embedding width; local: c rows in one chunk).
 """
 
 import json
@@ -120,14 +120,14 @@ class Embeddings:
 
     def __init__(self, path, paths, meta, records, read_rows):
         self.path, self.paths, self.meta, self.records = path, paths, meta, records
-        self._read_rows = read_rows  # (start, stop) -> [C, D] stored dtype
+        self._read_rows = read_rows  # (start, stop) -> [c, D] stored dtype
         self.dim = int(meta["dim"])
         self.storage = meta.get("storage", "float32")
 
     def __len__(self):
         return len(self.paths)
 
-    def chunks(self, chunk_rows=CHUNK_ROWS):  # yields (start, [C, D] float32), every row checked
+    def chunks(self, chunk_rows=CHUNK_ROWS):  # yields (start, [c, D] float32), every row checked
         for start in range(0, len(self), chunk_rows):
             rows = self._read_rows(start, min(start + chunk_rows, len(self)))
             yield start, self.checked(start, np.asarray(rows, dtype=np.float32))
@@ -138,9 +138,9 @@ class Embeddings:
     def array(self):  # [I, D] float32: every row, in memory
         return np.concatenate([c for _, c in self.chunks()]) if len(self) else np.zeros((0, self.dim), np.float32)
 
-    def checked(self, start, rows):  # [C, D] -> [C, D]
+    def checked(self, start, rows):  # [c, D] -> [c, D]
         """Rows that are finite and unit length, as `embed` writes them; else an error naming the row and path."""
-        norms = np.sqrt(np.einsum("cd,cd->c", rows, rows))  # [C]; a NaN or inf anywhere makes its row's norm so
+        norms = np.sqrt(np.einsum("cd,cd->c", rows, rows))  # [c]; a NaN or inf anywhere makes its row's norm so
         off = ~(np.abs(norms - 1) <= NORM_TOLERANCE.get(self.storage, 1e-3))  # one pass checks both
         if off.any():
             c = int(np.argmax(off))
@@ -186,7 +186,7 @@ def mapped_reader(path, dtype, width):
     with open(path, "rb") as f:
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
-    def read(start, stop):  # -> [C, D]
+    def read(start, stop):  # -> [c, D]
         lo, hi = begin + start * row_bytes, begin + stop * row_bytes
         rows = np.frombuffer(mapped, dtype, count=(stop - start) * width, offset=lo).reshape(stop - start, width).copy()
         if hasattr(mmap, "MADV_DONTNEED"):  # Linux and most Unixes; elsewhere the OS reclaims the pages itself

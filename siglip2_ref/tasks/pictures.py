@@ -6,8 +6,8 @@ pixels, so they show exactly what the model receives; nothing here re-implements
     figure, facts = patches_figure(processor, "photo.jpg", patch_size=16)
     figure, facts = attention_figure(model, processor, "photo.jpg")
 
-Shape alphabet: C channels, H heads, h x w resized image in pixels, gh x gw patch grid, p patch side,
-N patch slots (NaFlex max_num_patches; FixRes gh*gw), P patch vector (p*p*C).
+Shapes: docs/shapes.md (C channels, H heads, h x w resized image in pixels, gh x gw patch grid, p patch side,
+N patch slots (NaFlex max_num_patches; FixRes gh*gw), P patch vector (p*p*C)).
 """
 
 import numpy as np
@@ -52,7 +52,7 @@ def denormalize(pixels, config):  # [C, h, w] float -> [h, w, C] uint8
 
 def model_view(processor, image, patch_size, max_num_patches=None):
     """(rgb [3, H, W] as loaded, the processor's batch for it, resized image [h, w, 3] uint8, facts)."""
-    rgb = to_rgb(image)  # [3, H, W]; a path is opened as the processor opens it (EXIF applied)
+    rgb = to_rgb(image)  # [3, h0, w0]; a path is opened as the processor opens it (EXIF applied)
     batch = processor.require_image_processor()(rgb, **image_options(max_num_patches))
     pixels = batch["pixel_values"][0]
     config = processor.image_processor.config

@@ -8,7 +8,7 @@ Everything here goes through the public loading, preprocessing and forward API, 
 model's answers: texts are padded to 64 tokens, probabilities are sigmoids of
 `cos(text, image) * exp(logit_scale) + logit_bias`, exactly as `model(...)` computes `logits_per_image`.
 
-Shape alphabet: I images, T texts, D embedding width, N patch slots (NaFlex), K results kept (top-k).
+Shapes: docs/shapes.md (I images, T texts, D embedding width, N patch slots; local: n scores ranked, k results kept).
 """
 
 import string
@@ -158,7 +158,7 @@ def match_logits(model, text_embeds, image_embeds):  # [T, D], [I, D] -> [T, I]
     return logits
 
 
-def best_first(scores, k=None):  # [K] -> indices [k]
+def best_first(scores, k=None):  # [n] -> indices [k]
     """Indices of the k largest scores, best first; ties keep input order (a stable sort, as the pipeline's)."""
     order = np.argsort(-np.asarray(scores), kind="stable")
     return order if k is None else order[: max(int(k), 0)]

@@ -8,7 +8,7 @@
 A mix is the weighted sum of its terms' L2-normalised embeddings (texts through the text tower, images through
 the vision tower), normalised again: the same arithmetic rclip uses. Rows are ranked by cosine with it; a query of
 one text also gets SigLIP's calibrated probability, sigmoid(cos * exp(logit_scale) + logit_bias), as the model's
-logits_per_text. Shape alphabet: I stored rows, C rows in one chunk, D embedding width, K results kept.
+logits_per_text. Shapes: docs/shapes.md (I stored rows, D embedding width, k results kept; local: c rows in one chunk).
 """
 
 import os
@@ -127,7 +127,7 @@ def merge_best(scores, rows, k):  # [n], [n] -> the k best, best first, ties by 
     return scores[order], rows[order]
 
 
-def top_k(embeddings, q, k, chunk_rows=CHUNK_ROWS):  # [I, D] in chunks, [D] -> rows [K], cosines [K]
+def top_k(embeddings, q, k, chunk_rows=CHUNK_ROWS):  # [I, D] in chunks, [D] -> rows [k], cosines [k]
     """The k rows with the largest cosine with q, best first (ties: lower row first), reading C rows at a time."""
     if embeddings.dim != q.shape[-1]:
         raise InputError(f"embedding widths differ: the query {q.shape[-1]}, {embeddings.path} {embeddings.dim}; "
@@ -148,7 +148,7 @@ def search_embeddings(model, processor, query, image_embeds, k=5, max_num_patche
     rows, cosines = top_k(embeddings, q, max(int(k), 1), chunk_rows)
     probs = [None] * len(rows)
     if is_single_text(terms) and len(rows):
-        logits = match_logits(model, q[None], embeddings.rows(rows))[0]  # [K], as logits_per_text
+        logits = match_logits(model, q[None], embeddings.rows(rows))[0]  # [k], as logits_per_text
         probs = [float(p) for p in sigmoid(logits)]
     return [(int(r), float(c), p) for r, c, p in zip(rows, cosines, probs)]
 

@@ -5,7 +5,7 @@ the output) and what the forward saw, and returns the gradient with respect to t
 dict of parameter gradients with the checkpoint's leaf names (`weight`, `bias`, ...). The `*_forward`
 functions here run model/layers.py's own functions and keep what their backward needs (the "tape").
 
-Shape alphabet: docs/shapes.md (B batch, N queries, M keys, D width, H heads, K head dim, F MLP width,
+Shapes: docs/shapes.md (B batch, N queries, M keys, D width, H heads, K head dim, F MLP width,
 R rows = the product of all leading dims, I in features, O out features).
 """
 
@@ -15,10 +15,10 @@ from ..model.layers import SQRT_2_OVER_PI, attention, gelu_tanh, layer_norm, lin
 # ---------------------------------------------------------------- elementwise and per-row pieces
 
 
-def linear_backward(dy, x, weight):  # [..., O], [..., I], [O, I] -> [..., I], {weight [O, I], bias [O]}
+def linear_backward(dy, x, weight):  # [..., Dout], [..., Din], [Dout, Din] -> [..., Din], {weight [Dout, Din], bias [Dout]}
     """y = x W^T + b:  dx = dy W,  dW = dy^T x,  db = sum of dy over all rows."""
-    rows_dy = dy.reshape(-1, dy.shape[-1])  # [R, O]
-    rows_x = x.reshape(-1, x.shape[-1])  # [R, I]
+    rows_dy = dy.reshape(-1, dy.shape[-1])  # [R, Dout]
+    rows_x = x.reshape(-1, x.shape[-1])  # [R, Din]
     dx = (rows_dy @ weight).reshape(x.shape)
     return dx, {"weight": rows_dy.T @ rows_x, "bias": rows_dy.sum(axis=0)}
 

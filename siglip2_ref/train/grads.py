@@ -6,7 +6,7 @@
 
 The forward is model/'s functions (with their tapes kept, train/backward.py and train/towers.py), the backward
 runs the same steps in reverse: loss -> logits -> normalisation -> pooled embeddings -> each tower.
-Shape alphabet: docs/shapes.md (B pairs, D embedding width).
+Shapes: docs/shapes.md (B pairs, D embedding width).
 """
 
 from ..model.head import l2_normalize

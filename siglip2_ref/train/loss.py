@@ -9,7 +9,7 @@ devices, each holding b = B / devices pairs and passing its text block around a 
 implementation; big_vision's `siglip.py` with `jax.lax.ppermute`): a device never holds more than one [b, b]
 block of logits instead of the [B, B] matrix, and one [b, D] text block in flight.
 
-Shape alphabet: docs/shapes.md (B pairs, T texts, I images, D embedding width; b pairs per device).
+Shapes: docs/shapes.md (B pairs, T texts, I images, D embedding width; b pairs per device).
 """
 
 from ..backend import get_xp

@@ -5,7 +5,7 @@ the map. Rather than re-deriving it, we run model/'s own forward on an identity:
 with an identity kernel returns the patches, the position resize of an identity table returns the resize
 matrix. The backward is then one matrix product with the transposed map.
 
-Shape alphabet: docs/shapes.md (B batch, N tokens incl. padding, D width, H heads, K head dim, C channels,
+Shapes: docs/shapes.md (B batch, N tokens incl. padding, D width, H heads, K head dim, C channels,
 P patch side, G position-grid side, V vocabulary, E output width).
 """
 
