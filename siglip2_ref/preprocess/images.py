@@ -398,22 +398,22 @@ class ImageProcessor:
         if return_tensors not in (None, "np"):
             raise ValueError(f"return_tensors={return_tensors!r} is not supported; outputs are NumPy arrays")
         cfg = self.settings(overrides)
-        return stack_steps([self.one(img, cfg) for img in as_image_list(images)])
+        table = rescale_and_normalize(fast_path.levels(), cfg, self.resize_backend)[:, 0]  # [3, 256], once per call
+        return stack_steps([self.one(img, cfg, table) for img in as_image_list(images)])
 
-    def one(self, image, cfg):
+    def one(self, image, cfg, table):
         """One image's steps: the fast path (preprocess/fast.py) for uint8 pixels and do_resize, else the reference steps."""
         if isinstance(image, (str, os.PathLike)):
             image = open_image_file(image)
         rgb = pil_rgb_image(image) if isinstance(image, Image.Image) else to_rgb(image, self.resize_backend)
         if self.fast and cfg["do_resize"] and (isinstance(rgb, Image.Image) or rgb.dtype == np.uint8):
-            return self.fast_one(rgb, cfg)
+            return self.fast_one(rgb, cfg, table)
         rgb = pil_to_rgb(rgb) if isinstance(rgb, Image.Image) else rgb
         steps = fixres_steps if self.variant == "fixres" else naflex_steps
         return steps(rgb, cfg, self.resize_backend, self.pass_order)
 
-    def fast_one(self, rgb, cfg):  # PIL.Image RGB | [3, h0, w0] uint8 -> the steps stack_steps reads
-        """Resize (Pillow when it agrees), then one gather through the normalised value table [3, 256]."""
-        table = rescale_and_normalize(fast_path.levels(), cfg, self.resize_backend)[:, 0]  # [3, 256]
+    def fast_one(self, rgb, cfg, table):  # PIL.Image RGB | [3, h0, w0] uint8, [3, 256] -> the steps stack_steps reads
+        """Resize (Pillow when it agrees), then one gather through the normalised value table (each uint8 level's value)."""
         if self.variant == "fixres":
             size = (cfg["size"]["height"], cfg["size"]["width"])
             chw = fast_path.resize_chw(rgb, size, cfg["resample"], self.resize_backend, self.pass_order)  # [3, h, w]
