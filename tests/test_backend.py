@@ -69,3 +69,53 @@ def test_golden_case_on_each_backend(backend, case):
     assert type(got["logits_per_image"]).__module__.split(".")[0] == ("numpy" if backend == "numpy" else "cupy")
     for stage in ("vision.pooler_output", "text.pooler_output", "logits_per_image"):
         assert_close(to_numpy(got[stage]), expected[stage], "float32_pooled", f"{backend} {case} {stage}")
+
+
+# ---------------------------------------------------------------- CPU threads of the fast paths
+
+
+def blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_single_threaded_blas_nests_and_restores_when_the_last_user_leaves():
+    """Two users that overlap (entered A, entered B, left A, left B) leave BLAS as it was, not stuck at one thread."""
+    from threadpoolctl import threadpool_limits
+
+    from siglip2_ref.backend import single_threaded_blas
+
+    with threadpool_limits(2, user_api="blas"):
+        a, b = single_threaded_blas, single_threaded_blas
+        a.__enter__()
+        assert blas_threads() == 1
+        b.__enter__()
+        a.__exit__(None, None, None)
+        assert blas_threads() == 1  # B is still inside
+        b.__exit__(None, None, None)
+        assert blas_threads() == 2
+
+
+def test_workers_give_each_thread_its_own_scratch_when_called_from_several_threads():
+    """Two callers running tasks at once on one pool: every task sees a buffer nobody else writes meanwhile."""
+    import threading
+    import time
+
+    from siglip2_ref.backend import Workers
+
+    workers, errors = Workers(2), []
+
+    def task(value, scratch):
+        buf = scratch.get("b", (64,), np.int64)
+        buf[:] = value
+        time.sleep(0.001)  # let the other caller's tasks run meanwhile
+        if not (buf == value).all():
+            errors.append(value)
+
+    callers = [threading.Thread(target=workers.run, args=(task, list(range(k, 200, 2)))) for k in (0, 1)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join()
+    assert errors == []

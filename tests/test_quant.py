@@ -123,7 +123,7 @@ def test_fast_encoder_on_quantized_layers(monkeypatch, quantize_as):
     """The fast encoder's blocks (token rows x weight rows, two threads) give the readable encoder's result on the
     dequantized weights, dequantizing each weight once per block of token rows, never the whole weight at once."""
     monkeypatch.setattr(fast, "BLOCK_ROWS", 3)  # 4 blocks of token rows
-    monkeypatch.setattr(fast, "MIN_THREADED_FLOP", 0)
+    monkeypatch.setattr(fast, "MIN_WORKER_ROWS", 0)
     monkeypatch.setattr(quant, "WORK_BYTES", 10 * 48 * 4)  # 10 weight rows of 48 inputs per block
     shapes = []
     monkeypatch.setattr(quant, "dequantize", lambda w, dtype=None: shapes.append(w.shape) or dequantize(w, dtype))

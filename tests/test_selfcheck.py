@@ -216,7 +216,10 @@ def test_readme_shows_what_selfcheck_prints_on_the_demo_model():
     report = selfcheck()
     for c in report.checks:
         row = next(line for line in block.splitlines() if line.startswith(c.name + " ")).split()
-        assert row[-5] == c.status and row[-2:] == [c.tolerance, c.stage], row  # ... status error bound tier stage
+        assert row[-5] == c.status and row[-2] == c.tolerance, row  # ... status error bound tier stage
+        # The stage of the worst error is not pinned: which stage's rounding is largest depends on the BLAS kernel
+        # (measured: Haswell and SkylakeX kernels name different stages at errors of 4e-7 to 6e-7, bound 2e-6).
+        assert row[-1] in {"probabilities", "logits_per_image", "logits_per_text", "text_embeds", "image_embeds"}, row
     assert "all checks passed" in block
 
 

@@ -188,7 +188,8 @@ def split_matmul(x, w, out, threads):
     """x @ w with the rows (or the batch) cut into blocks for `threads` workers, BLAS single-threaded: fast.py's scheme."""
     from threadpoolctl import threadpool_limits
 
-    from ..model.fast import Workers, split_rows
+    from ..backend import Workers
+    from ..model.fast import split_rows
 
     workers = Workers(threads)
     b, m = x.shape[:2]
@@ -403,7 +404,7 @@ def main(argv=None):
     if args.child:
         impl, path, workload, threads = args.child
         return child_main(impl, path, tuple(json.loads(workload)), int(threads))
-    from ..model.fast import blas_thread_count
+    from ..backend import blas_thread_count
 
     threads = args.threads_used = args.threads or blas_thread_count()
     if args.threads:

@@ -7,9 +7,9 @@ dim, F MLP width; local: q query rows of one block, hb heads of one block).
 same outputs, the checkpoint's own weight arrays: nothing is copied or re-laid) and tests/test_fast.py
 proves the two agree. What differs, and why (docs/performance.md has the measurements):
 
-1. Token rows go through each layer in blocks of about BLOCK_ROWS rows, and the elementwise work
-   (LayerNorm, bias adds, GELU, residual adds, softmax) runs in place on the block BLAS has just written,
-   in per-worker scratch buffers: no full-size temporaries, data still in cache, no dtype copies.
+1. Token rows go through each layer in blocks of at most BLOCK_ROWS rows (one per worker when they fit), and
+   the elementwise work (LayerNorm, bias adds, GELU, residual adds) runs in place on what BLAS has just written,
+   CHUNK_ELEMENTS values at a time, in per-worker scratch buffers: no full-size temporaries, data in cache, no copies.
 2. Blocks are shared by a small pool of threads while BLAS runs single-threaded. NumPy releases the GIL
    inside ufuncs and matmul, so the elementwise work, which plain NumPy runs on one core, uses all of them.
 3. Attention runs per (image, head group, query block), so the scores never exceed SCORE_BYTES per worker:
@@ -22,32 +22,40 @@ proves the two agree. What differs, and why (docs/performance.md has the measure
 NumPy only, float32 and float64: anything else (CuPy arrays, float16) goes to `layers.encoder`.
 """
 
-import itertools
-import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 
-from ..backend import ThreadpoolController  # None without threadpoolctl: the pool stays at one worker
+from ..backend import Workers, blas_thread_count, single_threaded_blas  # one worker without threadpoolctl
 from ..checkpoint.config import GELU_TANH_NAMES
 from .layers import ACTIVATIONS, SQRT_2_OVER_PI, encoder
 from .quant import matmul_t  # x W^T into `out`; int8/int4 weights dequantized a block of rows at a time
 
-BLOCK_ROWS = 256  # token rows per block: big enough for BLAS to run at full speed, small enough for cache
+BLOCK_ROWS = 1024  # most token rows per block: single-threaded GEMMs run faster the more rows share one packed weight
+CHUNK_ELEMENTS = 1 << 17  # values per elementwise pass (512 KiB of float32): a chunk and its scratch stay in L2
 SCORE_BYTES = 1 << 19  # one worker's attention scores (512 KiB: the L2 of a Zen 3 or Skylake core)
-MIN_THREADED_FLOP = 2e8  # below this a layer runs on one worker: pool overhead would exceed the gain
+MIN_WORKER_ROWS = 512  # fewer token rows a worker, and one worker runs the row steps with BLAS's own threads
 
 
-# ---------------------------------------------------------------- in-place elementwise kernels on one block
+# ---------------------------------------------------------------- in-place elementwise kernels on one chunk
+
+
+def chunks(R, width):  # -> [slice]: rows of an [R, width] array, CHUNK_ELEMENTS values at a time
+    step = max(1, CHUNK_ELEMENTS // width)
+    return [slice(r, min(r + step, R)) for r in range(0, R, step)]
+
+
+def row_mean(x):  # [R, D] -> [R, 1]
+    """The mean of each row as one matrix-vector product with a column of 1/D (BLAS: about 4x NumPy's row sums)."""
+    return x @ np.full((x.shape[-1], 1), 1 / x.shape[-1], x.dtype)
 
 
 def layer_norm_into(x, weight, bias, eps, out, tmp):  # [R, D] -> out [R, D]; tmp [R, D] scratch
-    """layers.layer_norm with the same operations in the same order, written into `out` without temporaries."""
-    mean = x.mean(axis=-1, keepdims=True)  # [R, 1]
-    np.subtract(x, mean, out=out)
+    """layers.layer_norm's operations in its order, written into `out` without temporaries (means by `row_mean`)."""
+    np.subtract(x, row_mean(x), out=out)
     np.multiply(out, out, out=tmp)
-    std = tmp.mean(axis=-1, keepdims=True)  # [R, 1], the biased variance
+    std = row_mean(tmp)  # [R, 1], the biased variance
     std += eps
     np.sqrt(std, out=std)
     out /= std
@@ -80,11 +88,13 @@ def activation_(x, act, tmp):  # [R, F] in place
     return x
 
 
-def softmax_(scores):  # [..., M] in place -> row sums [..., 1]
-    """exp(s - max) in place; returns the row sums, so that the caller divides where it is cheapest."""
-    scores -= scores.max(axis=-1, keepdims=True)
+def softmax_keys_first_(scores):  # [..., M, q] in place -> column sums [..., 1, q]
+    """exp(s - max over keys) in place, keys on the second-last axis; returns the sums over keys, so that the caller
+    divides where it is cheapest. Keys first because NumPy reduces across rows (one vector op per row) several
+    times faster than along them, and the sums are one matrix product with a row of ones."""
+    np.subtract(scores, scores.max(axis=-2, keepdims=True), out=scores)
     np.exp(scores, out=scores)
-    return scores.sum(axis=-1, keepdims=True)
+    return np.ones((1, scores.shape[-2]), scores.dtype) @ scores
 
 
 # ---------------------------------------------------------------- one layer in three steps, each over blocks
@@ -93,63 +103,74 @@ def softmax_(scores):  # [..., M] in place -> row sums [..., 1]
 def qkv_block(rows, h, layer, eps, scale, qkv, scratch):  # rows of h [R, D] -> rows of q, k, v [R, D] each
     """LayerNorm 1 and the q, k, v projections of one block of token rows; q comes out scaled by K^-0.5."""
     x = h[rows]  # [R, D]
-    y = layer_norm_into(x, **layer["layer_norm1"], eps=eps, out=scratch.get("y", x.shape, x.dtype), tmp=scratch.get("t", x.shape, x.dtype))
+    y, t = scratch.get("y", x.shape, x.dtype), scratch.get("t", x.shape, x.dtype)
+    for c in chunks(*x.shape):
+        layer_norm_into(x[c], **layer["layer_norm1"], eps=eps, out=y[c], tmp=t[c])
     for name, out in zip(("q_proj", "k_proj", "v_proj"), qkv):
-        proj = layer["self_attn"][name]
-        matmul_t(y, proj["weight"], out=out[rows])  # [R, D]
-        out[rows] += proj["bias"]
-    qkv[0][rows] *= scale
+        proj, out = layer["self_attn"][name], out[rows]  # out: [R, D]
+        matmul_t(y, proj["weight"], out=out)
+        for c in chunks(*out.shape):
+            out[c] += proj["bias"]
+            if name == "q_proj":
+                out[c] *= scale
 
 
 def attention_block(task, qkv, ctx, N, H, keys, weights, scratch):  # one (image, head group, query block)
     """softmax(q k^T + bias) v for heads h0:h1 and queries q0:q1 of image b, written into ctx.
 
+    The scores are computed transposed, keys first (k q^T: [hb, M, q]), see `softmax_keys_first_`.
     `keys[b]` is (M, bias): attend to the first M keys, adding `bias` [M] (None when the rest are padding).
     """
     b, h0, h1, q0, q1 = task
     M, bias = keys[b]
     first = b * N
     q, k, v = (a[first : first + N].reshape(N, H, -1)[:, h0:h1] for a in qkv)  # [N, hb, K] views; n (h k) -> n h k
-    q, k, v = q[q0:q1].transpose(1, 0, 2), k[:M].transpose(1, 2, 0), v[:M].transpose(1, 0, 2)  # [hb, q, K] [hb, K, M] [hb, M, K]
+    q, k, v = q[q0:q1].transpose(1, 2, 0), k[:M].transpose(1, 0, 2), v[:M].transpose(1, 0, 2)  # [hb, K, q] [hb, M, K] [hb, M, K]
     out = ctx[first + q0 : first + q1].reshape(q1 - q0, H, -1)[:, h0:h1].transpose(1, 0, 2)  # [hb, q, K] view
-    s = scratch.get("s", (h1 - h0, q1 - q0, M), ctx.dtype)  # [hb, q, M]
-    np.matmul(q, k, out=s)
+    s = scratch.get("s", (h1 - h0, M, q1 - q0), ctx.dtype)  # [hb, M, q]
+    np.matmul(k, q, out=s)
     if bias is not None:
-        s += bias
-    sums = softmax_(s)  # [hb, q, 1]
+        s += bias[:, None]
+    sums = softmax_keys_first_(s).transpose(0, 2, 1)  # [hb, q, 1]
     if weights is None:
-        np.matmul(s, v, out=out)
+        np.matmul(s.transpose(0, 2, 1), v, out=out)
         out /= sums
     else:
-        s /= sums
-        weights[b, h0:h1, q0:q1, :M] = s
-        np.matmul(s, v, out=out)
+        s /= sums.transpose(0, 2, 1)
+        weights[b, h0:h1, q0:q1, :M] = s.transpose(0, 2, 1)
+        np.matmul(s.transpose(0, 2, 1), v, out=out)
 
 
 def mlp_block(rows, h, layer, eps, act, ctx, scratch):  # rows of h [R, D] updated in place
-    """Attention output projection + residual, then LayerNorm 2, MLP and residual, for one block of rows."""
+    """Attention output projection + residual, then LayerNorm 2, MLP and residual, for one block of rows.
+
+    Each matrix product covers the whole block; the elementwise work after it goes chunk by chunk."""
     x, c = h[rows], ctx[rows]  # [R, D]
     R, D = x.shape
     fc1, fc2, out_proj = layer["mlp"]["fc1"], layer["mlp"]["fc2"], layer["self_attn"]["out_proj"]
-    t = scratch.get("t", (R, D), x.dtype)
-    matmul_t(c, out_proj["weight"], out=t)
-    t += out_proj["bias"]
-    x += t  # residual 1
-    y = layer_norm_into(x, **layer["layer_norm2"], eps=eps, out=scratch.get("y", (R, D), x.dtype), tmp=t)
+    t, y = scratch.get("t", (R, D), x.dtype), scratch.get("y", (R, D), x.dtype)
     u = scratch.get("u", (R, fc1["bias"].shape[0]), x.dtype)  # [R, F]
+    v = scratch.get("v", (chunks(*u.shape)[0].stop, u.shape[1]), x.dtype)  # [chunk, F]
+    matmul_t(c, out_proj["weight"], out=t)
+    for r in chunks(R, D):
+        t[r] += out_proj["bias"]
+        x[r] += t[r]  # residual 1
+        layer_norm_into(x[r], **layer["layer_norm2"], eps=eps, out=y[r], tmp=t[r])
     matmul_t(y, fc1["weight"], out=u)
-    u += fc1["bias"]
-    activation_(u, act, scratch.get("v", u.shape, x.dtype))
+    for r in chunks(*u.shape):
+        u[r] += fc1["bias"]
+        activation_(u[r], act, v[: r.stop - r.start])
     matmul_t(u, fc2["weight"], out=t)
-    t += fc2["bias"]
-    x += t  # residual 2
+    for r in chunks(R, D):
+        t[r] += fc2["bias"]
+        x[r] += t[r]  # residual 2
 
 
 # ---------------------------------------------------------------- how the work is cut
 
 
 def split_rows(T, workers):  # -> [slice]
-    """About BLOCK_ROWS rows per block, the number of blocks a multiple of `workers` so that they share evenly."""
+    """At most BLOCK_ROWS rows per block, the number of blocks a multiple of `workers` so that they share evenly."""
     count = -(-T // BLOCK_ROWS)
     count = -(-count // workers) * workers
     step = -(-T // count)
@@ -182,56 +203,6 @@ def key_ranges(bias, B, N):  # [B, 1, 1, N] or None -> [(M, bias row [N] or None
     return keys
 
 
-# ---------------------------------------------------------------- the thread pool
-
-
-class Scratch:
-    """One worker's reusable buffers: `get(name, shape, dtype)` returns a view, growing the buffer when needed."""
-
-    def __init__(self):
-        self.buffers = {}
-
-    def get(self, name, shape, dtype):
-        size = math.prod(shape)
-        buf = self.buffers.get(name)
-        if buf is None or buf.dtype != dtype or buf.size < size:
-            buf = self.buffers[name] = np.empty(size, dtype)
-        return buf[:size].reshape(shape)
-
-
-class Workers:
-    """`n` workers (the calling thread and n - 1 pool threads) pulling tasks from one shared counter."""
-
-    def __init__(self, n):
-        self.n = n
-        self.pool = ThreadPoolExecutor(n - 1, thread_name_prefix="siglip2_ref") if n > 1 else None
-        self.scratch = [Scratch() for _ in range(n)]
-
-    def run(self, fn, tasks, n):
-        """fn(task, scratch) for every task on min(n, self.n) workers; returns when all are done."""
-        n = max(1, min(n, self.n, len(tasks)))
-        counter = itertools.count()
-
-        def loop(w):
-            while (i := next(counter)) < len(tasks):  # itertools.count is atomic under the GIL
-                fn(tasks[i], self.scratch[w])
-
-        futures = [self.pool.submit(loop, w) for w in range(1, n)]
-        try:
-            loop(0)
-        finally:
-            for f in futures:
-                f.result()
-
-
-def blas_thread_count():
-    """Threads BLAS is set to use now (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or the core count); 1 if unknown."""
-    if ThreadpoolController is None:
-        return 1
-    counts = [lib["num_threads"] for lib in ThreadpoolController().info() if lib["user_api"] == "blas"]
-    return max(counts, default=1)
-
-
 # ---------------------------------------------------------------- the encoder
 
 
@@ -243,24 +214,25 @@ class FastEncoder:
 
     def __init__(self, workers=None):
         self.workers = Workers(workers or blas_thread_count())
-        self.controller = ThreadpoolController() if ThreadpoolController is not None and self.workers.n > 1 else None
-        self.lock = threading.Lock()  # one call at a time owns the scratch buffers
+        self.lock = threading.Lock()  # one forward at a time: two would only compete for the same cores
 
     def __call__(self, x, bias, layers, cfg, keep_hidden=False, keep_attentions=False):  # [B, N, D] -> [B, N, D], tuples
         if type(x) is not np.ndarray or x.dtype not in (np.float32, np.float64):
             return encoder(x, bias, layers, cfg, keep_hidden, keep_attentions)  # CuPy, float16: the plain path
         with self.lock:
-            if self.controller is None:
-                return self.run(x, bias, layers, cfg, keep_hidden, keep_attentions)
-            with self.controller.limit(limits=1, user_api="blas"):  # our threads replace BLAS's own
-                return self.run(x, bias, layers, cfg, keep_hidden, keep_attentions)
+            return self.run(x, bias, layers, cfg, keep_hidden, keep_attentions)
+
+    def step(self, fn, tasks, n):
+        """fn(task, scratch) for every task on n workers; with more than one, our threads replace BLAS's own."""
+        with single_threaded_blas if n > 1 else nullcontext():
+            self.workers.run(fn, tasks, n)
 
     def run(self, x, bias, layers, cfg, keep_hidden, keep_attentions):  # [B, N, D] -> [B, N, D], tuples
         B, N, D = x.shape
         H, T = cfg.num_attention_heads, B * N
         h = np.array(x, order="C").reshape(T, D)  # [R, D], the residual stream, updated in place
         qkv, ctx = [np.empty((T, D), x.dtype) for _ in range(3)], np.empty((T, D), x.dtype)  # [R, D] each
-        n = 1 if 2 * T * D * (4 * D + 2 * cfg.intermediate_size) < MIN_THREADED_FLOP else self.workers.n
+        n = self.workers.n if T >= MIN_WORKER_ROWS * self.workers.n else 1  # workers sharing the row steps
         rows, tasks, keys = split_rows(T, n), attention_tasks(B, N, H, x.itemsize), key_ranges(bias, B, N)
         eps, act, scale = cfg.layer_norm_eps, cfg.hidden_act, (D // H) ** -0.5
 
@@ -271,12 +243,12 @@ class FastEncoder:
                 qkv_block(r, h, following, eps, scale, qkv, s)
 
         layers, hidden_states, attentions = list(layers), [x], []
-        self.workers.run(lambda r, s: rows_step(r, s, None, layers[0] if layers else None), rows, n)
+        self.step(lambda r, s: rows_step(r, s, None, layers[0] if layers else None), rows, n)
         for i, layer in enumerate(layers):
             weights = np.zeros((B, H, N, N), x.dtype) if keep_attentions else None  # [B, H, N, N]
-            self.workers.run(lambda task, s: attention_block(task, qkv, ctx, N, H, keys, weights, s), tasks, n)
+            self.step(lambda task, s: attention_block(task, qkv, ctx, N, H, keys, weights, s), tasks, self.workers.n)
             following = layers[i + 1] if i + 1 < len(layers) else None
-            self.workers.run(lambda r, s: rows_step(r, s, layer, following), rows, n)
+            self.step(lambda r, s: rows_step(r, s, layer, following), rows, n)
             if keep_hidden:
                 hidden_states.append(h.reshape(B, N, D).copy())
             if keep_attentions:
