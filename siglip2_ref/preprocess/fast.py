@@ -19,13 +19,13 @@ Shape alphabet as in images.py; L the 256 uint8 levels.
 import numpy as np
 from PIL import Image
 
-from ..backend import ThreadpoolController
+from ..backend import Workers, blas_thread_count, single_threaded_blas
 from .resize import RESAMPLE_NAMES, resize, resize_pil, torch_axis_table
 
 PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 PROBES = (((300, 20), (40, 10)), ((37, 53), (16, 24)), ((5, 7), (16, 32)), ((64, 900), (30, 17)), ((480, 640), (224, 288)))
 _AGREES = {}  # (pass_order, filter) -> bool, filled by the first call
-_POOL = {}  # the threadpoolctl controller, made on first use
+_POOL = {}  # the worker threads of the banded resize, made on first use
 
 
 def pillow_resize(image, size, resample):  # PIL.Image RGB -> [h, w, 3] uint8
@@ -73,20 +73,20 @@ def levels(channels=3):  # -> [C, 1, L] uint8: every uint8 level once per channe
 
 
 def gather_patches(chw, table, patch_size, max_num_patches):  # [C, h, w] u8, [C, L] -> [N, P], [N] int32
-    """Normalised, patchified and zero-padded in one gather: out[i, (py px c)] = table[c, pixel].
+    """Normalised, patchified and zero-padded in one gather per channel: out[i, (py px c)] = table[c, pixel].
 
-    Same result as images.pad_patches(images.patchify(normalised)) on the reference path.
+    Same result as images.pad_patches(images.patchify(normalised)) on the reference path. Each channel's table is
+    1 KiB, so the lookups stay in L1; they write straight into the patch layout (a strided view of the output).
     """
     C, h, w = chw.shape
     p = patch_size
     gh, gw = h // p, w // p
-    n = gh * gw
-    patches = chw.reshape(C, gh, p, gw, p).transpose(1, 3, 2, 4, 0).reshape(n, p * p * C)  # [n, P] uint8
-    index = patches + np.tile(np.arange(C, dtype=np.intp) * 256, p * p)  # [n, P]: row of the flat [C L] table
     out = np.zeros((max_num_patches, p * p * C), table.dtype)  # [N, P]
-    np.take(table.ravel(), index, out=out[:n])
+    patches = out[: gh * gw].reshape(gh, gw, p, p, C)  # view: (gh gw) (py px c)
+    for c in range(C):
+        np.take(table[c], chw[c].reshape(gh, p, gw, p).transpose(0, 2, 1, 3), out=patches[..., c])
     mask = np.zeros(max_num_patches, np.int32)
-    mask[:n] = 1
+    mask[: gh * gw] = 1
     return out, mask
 
 
@@ -101,22 +101,24 @@ def gather_image(chw, table):  # [C, h, w] u8, [C, L] -> [C, h, w]
 # ----------------------------------------------------------------------------------------------------------------
 # torchvision's uint8 resize as banded matrix multiplies
 #
-# Each output of a pass is an integer sum of K products (uint8 pixel x integer weight < 2^15, each product exact in
-# float32), then a rounding shift (acc + 2^(p-1)) >> p. A float32 GEMM adds the products with a rounding error of at
-# most gamma_n sum|x w| (n terms, gamma_n = n u / (1 - n u), u = 2^-24; zero when 255 sum|w| < 2^24: every partial sum
-# is then an exact integer). Where that error cannot move the shifted result, the GEMM's result is the exact one; the
-# few outputs where it could are summed again exactly in integers. The weights are laid out as a dense band; outputs
-# go in blocks, each multiplying only the window of inputs it reads.
+# Each output of a pass is an integer sum A of K products (uint8 pixel x integer weight < 2^15), then a rounding
+# shift (A + 2^(p-1)) >> p = floor(A / 2^p + 1/2). The GEMM multiplies by the weights scaled by 2^-p (exact: a power
+# of two), so it returns A / 2^p with a rounding error of at most gamma_n sum|x w| / 2^p (n terms, gamma_n =
+# n u / (1 - n u), u = 2^-24), and that error is zero when 255 sum|w| + 2^(p-1) < 2^24: every partial sum is then an
+# exact multiple of 2^-p below 2^(24-p), and so is adding 1/2. Where the error cannot move floor(. + 1/2), the GEMM's
+# result is the exact one; the few outputs where it could are summed again exactly in integers. The weights are laid
+# out as a dense band; outputs go in blocks, each multiplying only the window of inputs it reads. Blocks of rows run
+# on the worker threads (backend.Workers) with BLAS single-threaded.
 
 
 def band_matrix(table, n_in):  # (start [out], weights int [out, taps], precision) -> [out, n_in] float32
-    """The pass as a matrix: row o holds output o's integer weights at its taps."""
-    start, weights, _ = table
+    """The pass as a matrix: row o holds output o's integer weights at its taps, times 2^-precision (exact)."""
+    start, weights, precision = table
     O, K = weights.shape
     band = np.zeros((O, n_in), np.float32)
     taps = start[:, None] + np.arange(K)  # [out, taps]
     valid = (taps < n_in) & (weights != 0)
-    band[np.nonzero(valid)[0], taps[valid]] = weights[valid]
+    band[np.nonzero(valid)[0], taps[valid]] = weights[valid] * 2.0**-precision
     return band
 
 
@@ -126,27 +128,24 @@ def output_blocks(start, K, n_in, block=16):  # -> [(o0, o1, lo, hi)]: outputs o
             for o0 in range(0, O, block)]  # fmt: skip
 
 
-def error_bound(table, n_terms):  # -> [out] float64: how far acc + 2^(p-1) in float32 may be from the exact value
-    """gamma_n sum|x w| for the GEMM (sum|x w| <= 255 sum|w|) plus the rounding of adding 2^(p-1) in float32; 0 where
-    255 sum|w| + 2^(p-1) < 2^24, so that every partial sum and the addition are exact integers."""
+def error_bound(table, n_terms):  # -> [out] float64: how far the GEMM's A / 2^p + 1/2 may be from the exact value
+    """(gamma_n sum|x w| + the rounding of adding 1/2) / 2^p, with sum|x w| <= 255 sum|w|; 0 where
+    255 sum|w| + 2^(p-1) < 2^24, so that every partial sum and the addition are exact."""
     l1 = 255.0 * np.abs(table[1]).sum(axis=1) + (1 << (table[2] - 1))  # [out]
     gamma = n_terms * 2.0**-24 / (1 - n_terms * 2.0**-24)
-    return np.where(l1 < 2**24, 0.0, (gamma * 1.01 + 2.0**-23) * l1 + 1)
+    return np.where(l1 < 2**24, 0.0, ((gamma * 1.01 + 2.0**-23) * l1 + 1) / (1 << table[2]))
 
 
-def round_shift(acc, bound, precision, exact_sums):  # acc [rows, out] f32 (overwritten), bound [out] -> [rows, out] uint8
-    """(A + 2^(p-1)) >> p clipped to 0..255, for the exact sums A within `bound` of acc. Where a rounding step lies
-    within the bound, A is recomputed in integers: exact_sums(m [k], o [k]) -> int64 [k]."""
-    half = 1 << (precision - 1)
-    acc += half
-    acc *= 1.0 / (1 << precision)  # a power of two: exact
-    q = np.floor(acc)
+def round_shift(acc, bound, precision, exact_sums, out):  # acc f32 = A / 2^p (overwritten), bound broadcasts -> out u8
+    """out = clip(floor(A / 2^p + 1/2), 0, 255) for the exact sums A within `bound` of acc * 2^p. Where a rounding step
+    lies within the bound, A is recomputed in integers: exact_sums(*index) -> int64 [k] for np.nonzero's index."""
+    acc += 0.5
     if bound.any():
-        margin = (bound / (1 << precision)).astype(np.float32)  # [out]
-        frac = np.subtract(acc, q, out=acc)  # exact (Sterbenz) except for tiny negative sums, then near 1: redone
-        m, o = np.nonzero((frac < margin) | (frac >= 1 - margin))
-        q[m, o] = (exact_sums(m, o) + half) >> precision
-    return np.clip(q, 0, 255, out=q).astype(np.uint8)
+        frac = acc - np.floor(acc)  # exact (Sterbenz) except for tiny negative sums, then near 1: redone
+        margin = bound.astype(np.float32)
+        index = np.nonzero((frac < margin) | (frac >= 1 - margin))
+        acc[index] = (exact_sums(*index) + (1 << (precision - 1))) >> precision
+    np.clip(acc, 0, 255, out=out, casting="unsafe")  # the cast truncates, which is floor on 0..255
 
 
 def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
@@ -159,20 +158,19 @@ def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
     taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), W - 1)  # [w, taps]
     out = np.empty((H, C, w), np.uint8)
 
-    def row_block(r0):
+    def row_block(r0, scratch):
         pixels = hwc[r0 : r0 + rows].transpose(2, 0, 1)  # [C, r, w0] view
-        src = np.empty(pixels.shape, np.float32)
-        np.copyto(src, pixels, casting="unsafe")
-        src = src.reshape(-1, W)  # [C r, w0]
-        acc = np.empty((src.shape[0], w), np.float32)  # [C r, w]
+        r = pixels.shape[1]
+        src = scratch.get("src", (C * r, W), np.float32)  # [C r, w0]
+        np.copyto(src.reshape(pixels.shape), pixels, casting="unsafe")
+        acc = scratch.get("acc", (C * r, w), np.float32)  # [C r, w]
         for o0, o1, lo, hi in blocks:
-            acc[:, o0:o1] = src[:, lo:hi] @ band[lo:hi, o0:o1]
+            np.matmul(src[:, lo:hi], band[lo:hi, o0:o1], out=acc[:, o0:o1])
 
-        def exact_sums(m, o):  # rows m of [C r] and outputs o -> exact integer sums
-            c, r = np.divmod(m, pixels.shape[1])
-            return (pixels[c[:, None], r[:, None], taps[o]].astype(np.int64) * weights[o]).sum(axis=1)
+        def exact_sums(c, y, o):  # channels c, rows y and outputs o -> exact integer sums
+            return (pixels[c[:, None], y[:, None], taps[o]].astype(np.int64) * weights[o]).sum(axis=1)
 
-        out[r0 : r0 + rows] = round_shift(acc, bound, precision, exact_sums).reshape(C, -1, w).transpose(1, 0, 2)
+        round_shift(acc.reshape(C, r, w), bound, precision, exact_sums, out[r0 : r0 + rows].transpose(1, 0, 2))
 
     run_blocks(row_block, range(0, H, rows))
     return out
@@ -186,32 +184,31 @@ def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
     blocks = output_blocks(start, weights.shape[1], H)
     bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
     taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), H - 1)  # [h, taps]
-    src = rows_first.astype(np.float32)
+    src = rows_first.astype(np.float32)  # [h0, 3 w]
     out = np.empty((h, M), np.uint8)
 
-    def row_block(block):
+    def row_block(block, scratch):
         o0, o1, lo, hi = block
-        acc = (band[o0:o1, lo:hi] @ src[lo:hi]).T  # [3 w, out]: outputs last, as round_shift takes them
+        acc = scratch.get("acc", (o1 - o0, M), np.float32)  # [out, 3 w]
+        np.matmul(band[o0:o1, lo:hi], src[lo:hi], out=acc)
 
-        def exact_sums(m, o):  # columns m and outputs o0 + o -> exact integer sums
+        def exact_sums(o, m):  # outputs o0 + o and columns m -> exact integer sums
             o = o + o0
             return (rows_first[taps[o], m[:, None]].astype(np.int64) * weights[o]).sum(axis=1)
 
-        out[o0:o1] = round_shift(np.ascontiguousarray(acc), bound[o0:o1], precision, exact_sums).T
+        round_shift(acc, bound[o0:o1, None], precision, exact_sums, out[o0:o1])
 
     run_blocks(row_block, blocks)
     return out
 
 
 def run_blocks(fn, tasks):
-    """fn(task) for every task, BLAS single-threaded meanwhile: these GEMMs are small, and BLAS's thread hand-offs
-    cost more than they gain (several times more when other processes share the cores)."""
-    if "controller" not in _POOL:
-        _POOL["controller"] = ThreadpoolController() if ThreadpoolController is not None else None
-    if _POOL["controller"] is None:
-        return [fn(task) for task in tasks]
-    with _POOL["controller"].limit(limits=1, user_api="blas"):
-        return [fn(task) for task in tasks]
+    """fn(task, scratch) for every task on the worker threads, BLAS single-threaded meanwhile: these GEMMs are small,
+    and BLAS's thread hand-offs cost more than they gain (several times more when other processes share the cores)."""
+    if "workers" not in _POOL:
+        _POOL["workers"] = Workers(blas_thread_count())
+    with single_threaded_blas:
+        _POOL["workers"].run(fn, list(tasks))
 
 
 def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, h0, w0] u8 -> [3, h, w] u8 (maybe a view)
