@@ -123,3 +123,18 @@ def test_banded_gemm_resize_when_every_output_is_recomputed(monkeypatch):
         chw = rng.integers(0, 256, (3, H, W), dtype=np.uint8)
         for resample in ("bilinear", "bicubic"):
             assert np.array_equal(fast.resize_torchvision_chw(chw, (h, w), resample), resize_torchvision(chw, (h, w), resample))
+
+
+def test_centred_pixels_make_bicubic_downscales_exact_in_float32():
+    """Centring the pixels (x - 128) halves every partial sum: bicubic 1024x768 -> 288x224 (precision 16, sum|w| about
+    76800 from the negative lobes) needs no re-summation (uncentred, 255 sum|w| > 2^24 did); bilinear 1024 -> 224
+    (precision 17) still does. Each gives the reference's numbers."""
+    rng = np.random.default_rng(7)
+    for (H, W), (h, w), resample, exact in [((768, 1024), (224, 288), "bicubic", True),
+                                            ((768, 1024), (224, 224), "bilinear", False)]:  # fmt: skip
+        bounds = [fast.error_bound(torch_axis_table(n, m, resample), 100) for n, m in ((W, w), (H, h))]
+        assert all((b == 0).all() for b in bounds) == exact, (H, W, h, w, resample)
+        chw = rng.integers(0, 256, (3, H, W), dtype=np.uint8)
+        chw[:, :40] = 0  # black and white stretches: the largest partial sums of either sign
+        chw[:, 40:80] = 255
+        assert np.array_equal(fast.resize_torchvision_chw(chw, (h, w), resample), resize_torchvision(chw, (h, w), resample))

@@ -101,14 +101,18 @@ def gather_image(chw, table):  # [C, h, w] u8, [C, L] -> [C, h, w]
 # ----------------------------------------------------------------------------------------------------------------
 # torchvision's uint8 resize as banded matrix multiplies
 #
-# Each output of a pass is an integer sum A of K products (uint8 pixel x integer weight < 2^15), then a rounding
-# shift (A + 2^(p-1)) >> p = floor(A / 2^p + 1/2). The GEMM multiplies by the weights scaled by 2^-p (exact: a power
-# of two), so it returns A / 2^p with a rounding error of at most gamma_n sum|x w| / 2^p (n terms, gamma_n =
-# n u / (1 - n u), u = 2^-24), and that error is zero when 255 sum|w| + 2^(p-1) < 2^24: every partial sum is then an
-# exact multiple of 2^-p below 2^(24-p), and so is adding 1/2. Where the error cannot move floor(. + 1/2), the GEMM's
+# Each output of a pass is an integer sum A = sum_k w_k x_k of K products (uint8 pixel x, integer weight w < 2^15),
+# then a rounding shift (A + 2^(p-1)) >> p = floor((A + 2^(p-1)) / 2^p). The GEMM multiplies the centred pixels
+# x - 128 by the weights scaled by 2^-p (exact: a power of two), so it returns (A - 128 S) / 2^p, S = sum_k w_k; adding
+# the per-output constant (128 S + 2^(p-1)) / 2^p gives the value to floor. Centring halves the magnitudes: every
+# partial sum is an integer multiple of 2^-p below 128 sum|w| / 2^p, exact in float32 while 128 sum|w| + 2^(p-1) <
+# 2^24 (a 4.6x downscale still is; uncentred, 255 sum|w| is not). Otherwise the GEMM's rounding error is at most
+# gamma_n sum|x w| / 2^p (n terms, gamma_n = n u / (1 - n u), u = 2^-24): where that cannot move the floor, the GEMM's
 # result is the exact one; the few outputs where it could are summed again exactly in integers. The weights are laid
 # out as a dense band; outputs go in blocks, each multiplying only the window of inputs it reads. Blocks of rows run
 # on the worker threads (backend.Workers) with BLAS single-threaded.
+
+CENTRE = 128  # subtracted from every pixel before the GEMM
 
 
 def band_matrix(table, n_in):  # (start [out], weights int [out, taps], precision) -> [out, n_in] float32
@@ -128,22 +132,31 @@ def output_blocks(start, K, n_in, block=16):  # -> [(o0, o1, lo, hi)]: outputs o
             for o0 in range(0, O, block)]  # fmt: skip
 
 
-def error_bound(table, n_terms):  # -> [out] float64: how far the GEMM's A / 2^p + 1/2 may be from the exact value
-    """(gamma_n sum|x w| + the rounding of adding 1/2) / 2^p, with sum|x w| <= 255 sum|w|; 0 where
-    255 sum|w| + 2^(p-1) < 2^24, so that every partial sum and the addition are exact."""
-    l1 = 255.0 * np.abs(table[1]).sum(axis=1) + (1 << (table[2] - 1))  # [out]
+def offsets(band):  # [out, n_in] (weights / 2^p) -> [out] float32: (CENTRE S + 2^(p-1)) / 2^p, exact (see error_bound)
+    return (CENTRE * band.sum(axis=1, dtype=np.float64) + 0.5).astype(np.float32)
+
+
+def error_bound(table, n_terms):  # -> [out] float64: how far the GEMM's value may be from (A + 2^(p-1)) / 2^p
+    """0 where every step is exact: the GEMM's partial sums and the offset (both below 2^24 in units of 2^-p), and
+    the final addition, whose result is exact below 2^24 and past 255 after the shift anyway when p <= 16 (else it
+    must stay below 2^24 too). Elsewhere (gamma_n 128 sum|w| + the roundings of the offset and the addition) / 2^p,
+    with margin."""
+    _, weights, precision = table
+    l1, half = np.abs(weights).sum(axis=1).astype(np.float64), 1 << (precision - 1)  # [out]
+    exact = (CENTRE * l1 + half < 2**24) & ((precision <= 16) | (255 * l1 + half < 2**24))
     gamma = n_terms * 2.0**-24 / (1 - n_terms * 2.0**-24)
-    return np.where(l1 < 2**24, 0.0, ((gamma * 1.01 + 2.0**-23) * l1 + 1) / (1 << table[2]))
+    return np.where(exact, 0.0, ((gamma * 1.01 + 2.0**-22) * (255 * l1 + half) + 1) / (1 << precision))
 
 
-def round_shift(acc, bound, precision, exact_sums, out):  # acc f32 = A / 2^p (overwritten), bound broadcasts -> out u8
-    """out = clip(floor(A / 2^p + 1/2), 0, 255) for the exact sums A within `bound` of acc * 2^p. Where a rounding step
-    lies within the bound, A is recomputed in integers: exact_sums(*index) -> int64 [k] for np.nonzero's index."""
-    acc += 0.5
-    if bound.any():
-        frac = acc - np.floor(acc)  # exact (Sterbenz) except for tiny negative sums, then near 1: redone
-        margin = bound.astype(np.float32)
-        index = np.nonzero((frac < margin) | (frac >= 1 - margin))
+def round_shift(acc, offset, bound, precision, exact_sums, out):  # acc f32 (overwritten), offset/bound broadcast -> out u8
+    """out = clip(floor((A + 2^(p-1)) / 2^p), 0, 255), acc + offset being within `bound` of the exact value. Where a
+    rounding step lies within the bound, A is recomputed in integers: exact_sums(*index) -> int64 [k] for np.nonzero's
+    index."""
+    acc += offset
+    if bound.any():  # floor steps at integers: redo the values within `bound` of one
+        near = np.rint(acc)
+        np.subtract(acc, near, out=near)  # exact (Sterbenz): acc and its nearest integer are within a factor 2, or 0
+        index = np.nonzero(np.abs(near, out=near) <= bound.astype(np.float32))
         acc[index] = (exact_sums(*index) + (1 << (precision - 1))) >> precision
     np.clip(acc, 0, 255, out=out, casting="unsafe")  # the cast truncates, which is floor on 0..255
 
@@ -153,6 +166,7 @@ def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
     H, W, C = hwc.shape
     start, weights, precision = table = torch_axis_table(W, w, RESAMPLE_NAMES[resample])
     band = band_matrix(table, W).T  # [w0, w]
+    offset = offsets(band.T)  # [w]
     blocks = output_blocks(start, weights.shape[1], W)
     bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
     taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), W - 1)  # [w, taps]
@@ -162,7 +176,7 @@ def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
         pixels = hwc[r0 : r0 + rows].transpose(2, 0, 1)  # [C, r, w0] view
         r = pixels.shape[1]
         src = scratch.get("src", (C * r, W), np.float32)  # [C r, w0]
-        np.copyto(src.reshape(pixels.shape), pixels, casting="unsafe")
+        np.subtract(pixels, np.float32(CENTRE), out=src.reshape(pixels.shape))
         acc = scratch.get("acc", (C * r, w), np.float32)  # [C r, w]
         for o0, o1, lo, hi in blocks:
             np.matmul(src[:, lo:hi], band[lo:hi, o0:o1], out=acc[:, o0:o1])
@@ -170,7 +184,7 @@ def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
         def exact_sums(c, y, o):  # channels c, rows y and outputs o -> exact integer sums
             return (pixels[c[:, None], y[:, None], taps[o]].astype(np.int64) * weights[o]).sum(axis=1)
 
-        round_shift(acc.reshape(C, r, w), bound, precision, exact_sums, out[r0 : r0 + rows].transpose(1, 0, 2))
+        round_shift(acc.reshape(C, r, w), offset, bound, precision, exact_sums, out[r0 : r0 + rows].transpose(1, 0, 2))
 
     run_blocks(row_block, range(0, H, rows))
     return out
@@ -181,10 +195,11 @@ def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
     H, M = rows_first.shape
     start, weights, precision = table = torch_axis_table(H, h, RESAMPLE_NAMES[resample])
     band = band_matrix(table, H)  # [h, h0]
+    offset = offsets(band)[:, None]  # [h, 1]
     blocks = output_blocks(start, weights.shape[1], H)
     bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
     taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), H - 1)  # [h, taps]
-    src = rows_first.astype(np.float32)  # [h0, 3 w]
+    src = np.subtract(rows_first, np.float32(CENTRE), dtype=np.float32)  # [h0, 3 w]
     out = np.empty((h, M), np.uint8)
 
     def row_block(block, scratch):
@@ -196,7 +211,7 @@ def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
             o = o + o0
             return (rows_first[taps[o], m[:, None]].astype(np.int64) * weights[o]).sum(axis=1)
 
-        round_shift(acc, bound[o0:o1, None], precision, exact_sums, out[o0:o1])
+        round_shift(acc, offset[o0:o1], bound[o0:o1, None], precision, exact_sums, out[o0:o1])
 
     run_blocks(row_block, blocks)
     return out
