@@ -70,10 +70,11 @@ def assert_same_outputs(fast_out, plain_out, dtype, what):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("keep", [(False, False), (True, True)])
-def test_fast_encoder_matches_plain_on_random_configs(small_blocks, dtype, masked, keep):
+@pytest.mark.parametrize("B", [3, 4])  # 3 images on 2 workers: barriers between steps; 4 without outputs kept: 2 per worker
+def test_fast_encoder_matches_plain_on_random_configs(small_blocks, dtype, masked, keep, B):
     rng = np.random.default_rng(1)
     layers, cfg = random_tower(dtype)
-    B, N = 3, 23  # 69 rows: 10 blocks of 7 and a short one; 23 x 23 scores > 2048 bytes: query blocks
+    N = 23  # 69 or 92 rows: blocks of 7 and a short one; 23 x 23 scores > 2048 bytes: query blocks
     x = rng.standard_normal((B, N, cfg.hidden_size)).astype(dtype)
     bias = key_padding_bias(padded_mask(B, N, rng), np.dtype(dtype)) if masked else None
     got = FastEncoder(workers=2)(x, bias, layers, cfg, *keep)

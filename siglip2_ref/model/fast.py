@@ -12,6 +12,8 @@ proves the two agree. What differs, and why (docs/performance.md has the measure
    CHUNK_ELEMENTS values at a time, in per-worker scratch buffers: no full-size temporaries, data in cache, no copies.
 2. Blocks are shared by a small pool of threads while BLAS runs single-threaded. NumPy releases the GIL
    inside ufuncs and matmul, so the elementwise work, which plain NumPy runs on one core, uses all of them.
+   When the images divide evenly among the workers, each worker takes its images through every layer with no
+   barrier; below MIN_WORKER_ROWS rows a worker, BLAS's own threads run the products instead.
 3. Attention runs per (image, head group, query block), so the scores never exceed SCORE_BYTES per worker:
    memory grows linearly with the sequence length, not quadratically. Keys that are padding at the end of
    an image (NaFlex) are skipped: their weight is exactly 0 in the reference too.
@@ -243,6 +245,24 @@ class FastEncoder:
                 qkv_block(r, h, following, eps, scale, qkv, s)
 
         layers, hidden_states, attentions = list(layers), [x], []
+        if n > 1 and B % n == 0 and not (keep_hidden or keep_attentions):
+            # Tokens of different images never meet: each worker takes B / n whole images through every layer, and
+            # no worker waits for another between steps (about 3% faster than the barriers below, measured).
+
+            def images_through_every_layer(g, s):
+                first, count = g * B // n, B // n
+                own_tasks = [t for t in tasks if first <= t[0] < first + count]
+                blocks = [slice(first * N + r.start, first * N + r.stop) for r in split_rows(count * N, 1)]
+                for r in blocks:
+                    rows_step(r, s, None, layers[0] if layers else None)
+                for i, layer in enumerate(layers):
+                    for task in own_tasks:
+                        attention_block(task, qkv, ctx, N, H, keys, None, s)
+                    for r in blocks:
+                        rows_step(r, s, layer, layers[i + 1] if i + 1 < len(layers) else None)
+
+            self.step(images_through_every_layer, list(range(n)), n)
+            return h.reshape(B, N, D), None, None
         self.step(lambda r, s: rows_step(r, s, None, layers[0] if layers else None), rows, n)
         for i, layer in enumerate(layers):
             weights = np.zeros((B, H, N, N), x.dtype) if keep_attentions else None  # [B, H, N, N]
