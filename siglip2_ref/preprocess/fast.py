@@ -103,14 +103,14 @@ def gather_image(chw, table):  # [C, h, w] u8, [C, L] -> [C, h, w]
 #
 # Each output of a pass is an integer sum A = sum_k w_k x_k of K products (uint8 pixel x, integer weight w < 2^15),
 # then a rounding shift (A + 2^(p-1)) >> p = floor((A + 2^(p-1)) / 2^p). The GEMM multiplies the centred pixels
-# x - 128 by the weights scaled by 2^-p (exact: a power of two), so it returns (A - 128 S) / 2^p, S = sum_k w_k; adding
-# the per-output constant (128 S + 2^(p-1)) / 2^p gives the value to floor. Centring halves the magnitudes: every
-# partial sum is an integer multiple of 2^-p below 128 sum|w| / 2^p, exact in float32 while 128 sum|w| + 2^(p-1) <
-# 2^24 (a 4.6x downscale still is; uncentred, 255 sum|w| is not). Otherwise the GEMM's rounding error is at most
-# gamma_n sum|x w| / 2^p (n terms, gamma_n = n u / (1 - n u), u = 2^-24): where that cannot move the floor, the GEMM's
-# result is the exact one; the few outputs where it could are summed again exactly in integers. The weights are laid
-# out as a dense band; outputs go in blocks, each multiplying only the window of inputs it reads. Blocks of rows run
-# on the worker threads (backend.Workers) with BLAS single-threaded.
+# x - 128 by the weights scaled by 2^-p (exact: a power of two), so it returns (A - 128 S) / 2^p, S = sum_k w_k;
+# adding the per-output constant (128 S + 2^(p-1)) / 2^p gives the value to floor. Centring halves the magnitudes:
+# every partial sum is an integer multiple of 2^-p below 128 sum|w| / 2^p, exact in float32 while 128 sum|w| +
+# 2^(p-1) < 2^24 (a precision-16 bicubic pass, sum|w| about 76800, still is; uncentred it was not). Otherwise the
+# rounding is at most gamma_n sum|x w| / 2^p (n terms, gamma_n = n u / (1 - n u), u = 2^-24): where that cannot move
+# the floor, the GEMM's result is the exact one; the few outputs where it could are summed again exactly in integers.
+# The weights are laid out as a dense band; outputs go in blocks, each multiplying only the window of inputs it
+# reads. Blocks of rows run on the worker threads (backend.Workers) with BLAS single-threaded.
 
 CENTRE = 128  # subtracted from every pixel before the GEMM
 
