@@ -118,11 +118,17 @@ def test_banded_gemm_resize_equals_the_torchvision_reference(resample):
 def test_banded_gemm_resize_when_every_output_is_recomputed(monkeypatch):
     """The integer re-summation alone gives the reference's numbers (a bound so wide every output is redone)."""
     monkeypatch.setattr(fast, "error_bound", lambda table, n: np.full(len(table[0]), 1e12))
-    rng = np.random.default_rng(5)
-    for (H, W), (h, w) in [((90, 130), (20, 33)), ((17, 40), (50, 8)), ((300, 7), (31, 7))]:
-        chw = rng.integers(0, 256, (3, H, W), dtype=np.uint8)
-        for resample in ("bilinear", "bicubic"):
-            assert np.array_equal(fast.resize_torchvision_chw(chw, (h, w), resample), resize_torchvision(chw, (h, w), resample))
+    fast.plan_pass.cache_clear()  # plans made with the real bound must not be reused, nor these later
+    try:
+        rng = np.random.default_rng(5)
+        for (H, W), (h, w) in [((90, 130), (20, 33)), ((17, 40), (50, 8)), ((300, 7), (31, 7))]:
+            chw = rng.integers(0, 256, (3, H, W), dtype=np.uint8)
+            for resample in ("bilinear", "bicubic"):
+                got, want = fast.resize_torchvision_chw(chw, (h, w), resample), resize_torchvision(chw, (h, w), resample)
+                assert np.array_equal(got, want)
+        assert fast.plan_pass(130, 33, "bilinear").bound.min() == 1e12  # the wide bound really was used
+    finally:
+        fast.plan_pass.cache_clear()
 
 
 def test_centred_pixels_make_bicubic_downscales_exact_in_float32():

@@ -16,6 +16,9 @@ Three ideas, each checked bit for bit against the reference (tests/test_fast_pre
 Shape alphabet as in images.py; L the 256 uint8 levels.
 """
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 from PIL import Image
 
@@ -161,15 +164,35 @@ def round_shift(acc, offset, bound, precision, exact_sums, out):  # acc f32 (ove
     np.clip(acc, 0, 255, out=out, casting="unsafe")  # the cast truncates, which is floor on 0..255
 
 
+class Pass(NamedTuple):
+    """What one pass needs that depends only on its sizes and filter (made once per size: photos repeat sizes)."""
+
+    weights: np.ndarray  # [out, taps] int
+    precision: int
+    band: np.ndarray  # [out, n_in] float32, the weights times 2^-precision
+    offset: np.ndarray  # [out] float32, see `offsets`
+    blocks: list  # [(o0, o1, lo, hi)], see `output_blocks`
+    bound: np.ndarray  # [out] float64, see `error_bound`
+    taps: np.ndarray  # [out, taps] input index of each weight, clipped to the image
+
+
+@functools.lru_cache(maxsize=16)  # at most 16 bands: 3.6 MB each for a 4000-pixel side
+def plan_pass(n_in, n_out, resample):  # -> Pass
+    start, weights, precision = table = torch_axis_table(n_in, n_out, RESAMPLE_NAMES[resample])
+    band = band_matrix(table, n_in)
+    blocks = output_blocks(start, weights.shape[1], n_in)
+    bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
+    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), n_in - 1)
+    for array in (weights, band, bound, taps):
+        array.flags.writeable = False  # shared by every later call
+    return Pass(weights, precision, band, offsets(band), blocks, bound, taps)
+
+
 def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
     """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
     H, W, C = hwc.shape
-    start, weights, precision = table = torch_axis_table(W, w, RESAMPLE_NAMES[resample])
-    band = band_matrix(table, W).T  # [w0, w]
-    offset = offsets(band.T)  # [w]
-    blocks = output_blocks(start, weights.shape[1], W)
-    bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
-    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), W - 1)  # [w, taps]
+    weights, precision, band, offset, blocks, bound, taps = plan_pass(W, w, resample)
+    band = band.T  # [w0, w]
     out = np.empty((H, C, w), np.uint8)
 
     def row_block(r0, scratch):
@@ -193,12 +216,8 @@ def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
 def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
     """torchvision's vertical pass: each block of output rows is its band window times the input rows it reads."""
     H, M = rows_first.shape
-    start, weights, precision = table = torch_axis_table(H, h, RESAMPLE_NAMES[resample])
-    band = band_matrix(table, H)  # [h, h0]
-    offset = offsets(band)[:, None]  # [h, 1]
-    blocks = output_blocks(start, weights.shape[1], H)
-    bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
-    taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), H - 1)  # [h, taps]
+    weights, precision, band, offset, blocks, bound, taps = plan_pass(H, h, resample)  # band [h, h0]
+    offset = offset[:, None]  # [h, 1]
     src = np.subtract(rows_first, np.float32(CENTRE), dtype=np.float32)  # [h0, 3 w]
     out = np.empty((h, M), np.uint8)
 
