@@ -43,8 +43,12 @@ MIN_WORKER_ROWS = 512  # fewer token rows a worker, and one worker runs the row 
 # ---------------------------------------------------------------- in-place elementwise kernels on one chunk
 
 
-def chunks(R, width):  # -> [slice]: rows of an [R, width] array, CHUNK_ELEMENTS values at a time
-    step = max(1, CHUNK_ELEMENTS // width)
+def chunk_rows(width):  # -> rows of a [., width] array that hold about CHUNK_ELEMENTS values
+    return max(1, CHUNK_ELEMENTS // width)
+
+
+def chunks(R, width):  # -> [slice]: rows of an [R, width] array, chunk_rows(width) at a time
+    step = chunk_rows(width)
     return [slice(r, min(r + step, R)) for r in range(0, R, step)]
 
 
@@ -152,7 +156,7 @@ def mlp_block(rows, h, layer, eps, act, ctx, scratch):  # rows of h [R, D] updat
     fc1, fc2, out_proj = layer["mlp"]["fc1"], layer["mlp"]["fc2"], layer["self_attn"]["out_proj"]
     t, y = scratch.get("t", (R, D), x.dtype), scratch.get("y", (R, D), x.dtype)
     u = scratch.get("u", (R, fc1["bias"].shape[0]), x.dtype)  # [R, F]
-    v = scratch.get("v", (chunks(*u.shape)[0].stop, u.shape[1]), x.dtype)  # [chunk, F]
+    v = scratch.get("v", (min(R, chunk_rows(u.shape[1])), u.shape[1]), x.dtype)  # [chunk, F]
     matmul_t(c, out_proj["weight"], out=t)
     for r in chunks(R, D):
         t[r] += out_proj["bias"]
@@ -177,6 +181,13 @@ def split_rows(T, workers):  # -> [slice]
     count = -(-count // workers) * workers
     step = -(-T // count)
     return [slice(r, min(r + step, T)) for r in range(0, T, step)]
+
+
+def layer_steps(layers):  # -> [(layer or None, following layer or None)]
+    """The row steps of a forward in order: the first layer's q, k, v alone, then each layer's MLP followed by the
+    next layer's q, k, v (the same rows, still in cache); each step after the first comes after its layer's attention."""
+    layers = list(layers)
+    return list(zip([None, *layers], [*layers, None])) if layers else []
 
 
 def attention_tasks(B, N, H, itemsize):  # -> [(b, h0, h1, q0, q1)]
@@ -244,7 +255,7 @@ class FastEncoder:
             if following is not None:
                 qkv_block(r, h, following, eps, scale, qkv, s)
 
-        layers, hidden_states, attentions = list(layers), [x], []
+        steps, hidden_states, attentions = layer_steps(layers), [x], []
         if n > 1 and B % n == 0 and not (keep_hidden or keep_attentions):
             # Tokens of different images never meet: each worker takes B / n whole images through every layer, and
             # no worker waits for another between steps (about 3% faster than the barriers below, measured).
@@ -253,21 +264,20 @@ class FastEncoder:
                 first, count = g * B // n, B // n
                 own_tasks = [t for t in tasks if first <= t[0] < first + count]
                 blocks = [slice(first * N + r.start, first * N + r.stop) for r in split_rows(count * N, 1)]
-                for r in blocks:
-                    rows_step(r, s, None, layers[0] if layers else None)
-                for i, layer in enumerate(layers):
-                    for task in own_tasks:
+                for layer, following in steps:
+                    for task in own_tasks if layer is not None else ():
                         attention_block(task, qkv, ctx, N, H, keys, None, s)
                     for r in blocks:
-                        rows_step(r, s, layer, layers[i + 1] if i + 1 < len(layers) else None)
+                        rows_step(r, s, layer, following)
 
             self.step(images_through_every_layer, list(range(n)), n)
             return h.reshape(B, N, D), None, None
-        self.step(lambda r, s: rows_step(r, s, None, layers[0] if layers else None), rows, n)
-        for i, layer in enumerate(layers):
+        for layer, following in steps:
+            if layer is None:  # the first step: the first layer's q, k, v
+                self.step(lambda r, s: rows_step(r, s, None, following), rows, n)
+                continue
             weights = np.zeros((B, H, N, N), x.dtype) if keep_attentions else None  # [B, H, N, N]
             self.step(lambda task, s: attention_block(task, qkv, ctx, N, H, keys, weights, s), tasks, self.workers.n)
-            following = layers[i + 1] if i + 1 < len(layers) else None
             self.step(lambda r, s: rows_step(r, s, layer, following), rows, n)
             if keep_hidden:
                 hidden_states.append(h.reshape(B, N, D).copy())

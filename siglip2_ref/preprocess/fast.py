@@ -183,9 +183,10 @@ def plan_pass(n_in, n_out, resample):  # -> Pass
     blocks = output_blocks(start, weights.shape[1], n_in)
     bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
     taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), n_in - 1)
-    for array in (weights, band, bound, taps):
+    plan = Pass(weights, precision, band, offsets(band), blocks, bound, taps)
+    for array in (plan.weights, plan.band, plan.offset, plan.bound, plan.taps):
         array.flags.writeable = False  # shared by every later call
-    return Pass(weights, precision, band, offsets(band), blocks, bound, taps)
+    return plan
 
 
 def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
