@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..backend import Workers, blas_thread_count, single_threaded_blas
+from .pil_pixels import rgb_pixels
 from .resize import RESAMPLE_NAMES, resize, resize_pil, torch_axis_table
 
 PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
@@ -34,7 +35,7 @@ _POOL = {}  # the worker threads of the banded resize, made on first use
 def pillow_resize(image, size, resample):  # PIL.Image RGB -> [h, w, 3] uint8
     """`Image.resize((w, h), resample)`, Pillow's C resampler."""
     h, w = size
-    return np.asarray(image.resize((int(w), int(h)), PIL_FILTERS[RESAMPLE_NAMES[resample]]))
+    return rgb_pixels(image.resize((int(w), int(h)), PIL_FILTERS[RESAMPLE_NAMES[resample]]))
 
 
 def pillow_agrees(pass_order, resample):
@@ -107,13 +108,15 @@ def gather_image(chw, table):  # [C, h, w] u8, [C, L] -> [C, h, w]
 # Each output of a pass is an integer sum A = sum_k w_k x_k of K products (uint8 pixel x, integer weight w < 2^15),
 # then a rounding shift (A + 2^(p-1)) >> p = floor((A + 2^(p-1)) / 2^p). The GEMM multiplies the centred pixels
 # x - 128 by the weights scaled by 2^-p (exact: a power of two), so it returns (A - 128 S) / 2^p, S = sum_k w_k;
-# adding the per-output constant (128 S + 2^(p-1)) / 2^p gives the value to floor. Centring halves the magnitudes:
-# every partial sum is an integer multiple of 2^-p below 128 sum|w| / 2^p, exact in float32 while 128 sum|w| +
-# 2^(p-1) < 2^24 (a precision-16 bicubic pass, sum|w| about 76800, still is; uncentred it was not). Otherwise the
-# rounding is at most gamma_n sum|x w| / 2^p (n terms, gamma_n = n u / (1 - n u), u = 2^-24): where that cannot move
-# the floor, the GEMM's result is the exact one; the few outputs where it could are summed again exactly in integers.
-# The weights are laid out as a dense band; outputs go in blocks, each multiplying only the window of inputs it
-# reads. Blocks of rows run on the worker threads (backend.Workers) with BLAS single-threaded.
+# adding the per-output constant (128 S + 2^(p-1)) / 2^p gives the value to floor. In units of 2^-p every partial
+# sum is an integer between -(128 P + 127 N) and 127 P + 128 N (P, N: the sums of the positive and of the negative
+# weights), exact in float32 while those stay within 2^24: centring halves them, so a precision-16 bicubic pass
+# and most outputs of a precision-17 bilinear one fit (uncentred, neither did). The constant is added in two steps:
+# its fraction (the sum stays a multiple of 2^-p, exact) and, after a floor when p > 16, its whole part (integers).
+# Elsewhere the rounding is at most gamma_n sum|x w| / 2^p (n nonzero terms, gamma_n = n u / (1 - n u), u = 2^-24):
+# where that cannot move the floor, the GEMM's result is the exact one; the few outputs where it could are summed
+# again exactly in integers. The weights are laid out as a dense band; outputs go in blocks, each multiplying only
+# the window of inputs it reads. Blocks of rows run on the worker threads (backend.Workers), BLAS single-threaded.
 
 CENTRE = 128  # subtracted from every pixel before the GEMM
 
@@ -135,31 +138,41 @@ def output_blocks(start, K, n_in, block=16):  # -> [(o0, o1, lo, hi)]: outputs o
             for o0 in range(0, O, block)]  # fmt: skip
 
 
-def offsets(band):  # [out, n_in] (weights / 2^p) -> [out] float32: (CENTRE S + 2^(p-1)) / 2^p, exact (see error_bound)
-    return (CENTRE * band.sum(axis=1, dtype=np.float64) + 0.5).astype(np.float32)
+def offsets(band):  # [out, n_in] (weights / 2^p) -> [out], [out] float32: whole part and fraction of (CENTRE S + 2^(p-1)) / 2^p
+    offset = CENTRE * band.sum(axis=1, dtype=np.float64) + 0.5  # exact: a multiple of 2^-p far below 2^(53-p)
+    whole = np.floor(offset)
+    return whole.astype(np.float32), (offset - whole).astype(np.float32)  # exact: an integer below 2^24; p bits
 
 
-def error_bound(table, n_terms):  # -> [out] float64: how far the GEMM's value may be from (A + 2^(p-1)) / 2^p
-    """0 where every step is exact: the GEMM's partial sums and the offset (both below 2^24 in units of 2^-p), and
-    the final addition, whose result is exact below 2^24 and past 255 after the shift anyway when p <= 16 (else it
-    must stay below 2^24 too). Elsewhere (gamma_n 128 sum|w| + the roundings of the offset and the addition) / 2^p,
-    with margin."""
+def error_bound(table):  # -> [out] float64: how far acc + fraction may be from (A - 128 S) / 2^p + fraction
+    """0 where every step is exact: in units of 2^-p the GEMM's partial sums lie between -(128 P + 127 N) and
+    127 P + 128 N, and adding the fraction f < 2^p keeps the sum within 2^24. Elsewhere (gamma_K 128 sum|w| + the
+    rounding of that addition) / 2^p, with margin: only the K taps are nonzero, and adding a zero is exact."""
     _, weights, precision = table
-    l1, half = np.abs(weights).sum(axis=1).astype(np.float64), 1 << (precision - 1)  # [out]
-    exact = (CENTRE * l1 + half < 2**24) & ((precision <= 16) | (255 * l1 + half < 2**24))
+    half, n_terms = 1 << (precision - 1), weights.shape[1]
+    positive, negative = np.clip(weights, 0, None).sum(axis=1), np.clip(-weights, 0, None).sum(axis=1)  # [out] P, N
+    fraction = (CENTRE * (positive - negative) + half) % (1 << precision)  # [out] f, in units of 2^-p
+    widest = np.maximum((CENTRE - 1) * positive + CENTRE * negative + fraction, CENTRE * positive + (CENTRE - 1) * negative)
     gamma = n_terms * 2.0**-24 / (1 - n_terms * 2.0**-24)
-    return np.where(exact, 0.0, ((gamma * 1.01 + 2.0**-22) * (255 * l1 + half) + 1) / (1 << precision))
+    l1 = (positive + negative).astype(np.float64)
+    return np.where(widest <= 2**24, 0.0, ((gamma * 1.01 + 2.0**-22) * (255 * l1 + half) + 1) / (1 << precision))
 
 
-def round_shift(acc, offset, bound, precision, exact_sums, out):  # acc f32 (overwritten), offset/bound broadcast -> out u8
-    """out = clip(floor((A + 2^(p-1)) / 2^p), 0, 255), acc + offset being within `bound` of the exact value. Where a
-    rounding step lies within the bound, A is recomputed in integers: exact_sums(*index) -> int64 [k] for np.nonzero's
-    index."""
-    acc += offset
-    if bound.any():  # floor steps at integers: redo the values within `bound` of one
-        near = np.rint(acc)
-        np.subtract(acc, near, out=near)  # exact (Sterbenz): acc and its nearest integer are within a factor 2, or 0
-        index = np.nonzero(np.abs(near, out=near) <= bound.astype(np.float32))
+def round_shift(acc, whole, fraction, bound, precision, exact_sums, out):  # acc [..., o] f32 (overwritten) -> out u8
+    """out = clip(floor((A + 2^(p-1)) / 2^p), 0, 255) = clip(floor(acc + fraction) + whole, 0, 255), outputs on the
+    last axis, acc + fraction within `bound` [o] of its exact value. Where a rounding step lies within the bound,
+    A is recomputed in integers: exact_sums(*index) -> int64 [k] for an index into acc."""
+    acc += fraction  # exact where the bound is 0
+    inexact, index = np.flatnonzero(bound), None  # [k] the outputs whose sums may be off
+    if inexact.size:  # floor steps at integers: find their values within the bound of one
+        near = acc[..., inexact]  # [..., k] a copy
+        np.abs(np.subtract(near, np.rint(near), out=near), out=near)  # exact (Sterbenz): a value and its nearest integer
+        *lead, k = np.nonzero(near <= bound[inexact].astype(np.float32))
+        index = (*lead, inexact[k])
+    if precision > 16:  # above 2^(24-p) <= 128, acc + whole may round: floor first, then add integers (exact)
+        np.floor(acc, out=acc)
+    acc += whole  # p <= 16: below 256 the sum is a multiple of 2^-16, exact; 256 and over is clipped anyway
+    if index is not None:
         acc[index] = (exact_sums(*index) + (1 << (precision - 1))) >> precision
     np.clip(acc, 0, 255, out=out, casting="unsafe")  # the cast truncates, which is floor on 0..255
 
@@ -170,7 +183,8 @@ class Pass(NamedTuple):
     weights: np.ndarray  # [out, taps] int
     precision: int
     band: np.ndarray  # [out, n_in] float32, the weights times 2^-precision
-    offset: np.ndarray  # [out] float32, see `offsets`
+    whole: np.ndarray  # [out] float32, see `offsets`
+    fraction: np.ndarray  # [out] float32, see `offsets`
     blocks: list  # [(o0, o1, lo, hi)], see `output_blocks`
     bound: np.ndarray  # [out] float64, see `error_bound`
     taps: np.ndarray  # [out, taps] input index of each weight, clipped to the image
@@ -181,10 +195,10 @@ def plan_pass(n_in, n_out, resample):  # -> Pass
     start, weights, precision = table = torch_axis_table(n_in, n_out, RESAMPLE_NAMES[resample])
     band = band_matrix(table, n_in)
     blocks = output_blocks(start, weights.shape[1], n_in)
-    bound = error_bound(table, max(hi - lo for _, _, lo, hi in blocks))
+    bound = error_bound(table)
     taps = np.minimum(start[:, None] + np.arange(weights.shape[1]), n_in - 1)
-    plan = Pass(weights, precision, band, offsets(band), blocks, bound, taps)
-    for array in (plan.weights, plan.band, plan.offset, plan.bound, plan.taps):
+    plan = Pass(weights, precision, band, *offsets(band), blocks, bound, taps)
+    for array in (plan.weights, plan.band, plan.whole, plan.fraction, plan.bound, plan.taps):
         array.flags.writeable = False  # shared by every later call
     return plan
 
@@ -192,7 +206,7 @@ def plan_pass(n_in, n_out, resample):  # -> Pass
 def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
     """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
     H, W, C = hwc.shape
-    weights, precision, band, offset, blocks, bound, taps = plan_pass(W, w, resample)
+    weights, precision, band, whole, fraction, blocks, bound, taps = plan_pass(W, w, resample)
     band = band.T  # [w0, w]
     out = np.empty((H, C, w), np.uint8)
 
@@ -208,7 +222,8 @@ def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
         def exact_sums(c, y, o):  # channels c, rows y and outputs o -> exact integer sums
             return (pixels[c[:, None], y[:, None], taps[o]].astype(np.int64) * weights[o]).sum(axis=1)
 
-        round_shift(acc.reshape(C, r, w), offset, bound, precision, exact_sums, out[r0 : r0 + rows].transpose(1, 0, 2))
+        out_rows = out[r0 : r0 + rows].transpose(1, 0, 2)  # [C, r, w]
+        round_shift(acc.reshape(C, r, w), whole, fraction, bound, precision, exact_sums, out_rows)
 
     run_blocks(row_block, range(0, H, rows))
     return out
@@ -217,8 +232,7 @@ def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
 def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
     """torchvision's vertical pass: each block of output rows is its band window times the input rows it reads."""
     H, M = rows_first.shape
-    weights, precision, band, offset, blocks, bound, taps = plan_pass(H, h, resample)  # band [h, h0]
-    offset = offset[:, None]  # [h, 1]
+    weights, precision, band, whole, fraction, blocks, bound, taps = plan_pass(H, h, resample)  # band [h, h0]
     src = np.subtract(rows_first, np.float32(CENTRE), dtype=np.float32)  # [h0, 3 w]
     out = np.empty((h, M), np.uint8)
 
@@ -227,11 +241,12 @@ def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
         acc = scratch.get("acc", (o1 - o0, M), np.float32)  # [out, 3 w]
         np.matmul(band[o0:o1, lo:hi], src[lo:hi], out=acc)
 
-        def exact_sums(o, m):  # outputs o0 + o and columns m -> exact integer sums
+        def exact_sums(m, o):  # columns m and outputs o0 + o -> exact integer sums
             o = o + o0
             return (rows_first[taps[o], m[:, None]].astype(np.int64) * weights[o]).sum(axis=1)
 
-        round_shift(acc, offset[o0:o1], bound[o0:o1, None], precision, exact_sums, out[o0:o1])
+        outputs = slice(o0, o1)  # round_shift wants the outputs last: acc.T [3 w, out]
+        round_shift(acc.T, whole[outputs], fraction[outputs], bound[outputs], precision, exact_sums, out[outputs].T)
 
     run_blocks(row_block, blocks)
     return out
@@ -249,7 +264,7 @@ def run_blocks(fn, tasks):
 def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, h0, w0] u8 -> [3, h, w] u8 (maybe a view)
     """`resize.resize_torchvision`'s numbers: width pass, then height pass, each only if that size changes."""
     (H, W), (h, w) = image_size(rgb), size
-    hwc = np.asarray(rgb) if isinstance(rgb, Image.Image) else rgb.transpose(1, 2, 0)  # [h0, w0, 3]
+    hwc = rgb_pixels(rgb) if isinstance(rgb, Image.Image) else rgb.transpose(1, 2, 0)  # [h0, w0, 3], maybe strided
     x = width_pass(hwc, w, resample) if w != W else hwc.transpose(0, 2, 1)  # [h0, 3, w]
     if h != H:
         x = height_pass(np.ascontiguousarray(x).reshape(H, 3 * w), h, resample).reshape(h, 3, w)
