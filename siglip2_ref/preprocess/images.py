@@ -337,7 +337,8 @@ def stack_steps(steps, dtype=None):
 
     Pixels keep the steps' dtype (uint8 when neither rescaled nor normalised, as transformers) unless `dtype` is given.
     """
-    pixels = np.stack([s["patches" if "patches" in s else "normalized"] for s in steps])  # [B, C, h, w] | [B, N, P]
+    pixels = [s["patches" if "patches" in s else "normalized"] for s in steps]  # B x [C, h, w] | B x [N, P]
+    pixels = pixels[0][None] if len(pixels) == 1 else np.stack(pixels)  # [B, C, h, w] | [B, N, P]; one image: a view
     pixels = pixels if dtype is None else pixels.astype(dtype, copy=False)
     if "patches" not in steps[0]:
         return {"pixel_values": pixels}
