@@ -167,7 +167,8 @@ def round_shift(acc, whole, fraction, bound, precision, exact_sums, out):  # acc
     if inexact.size:  # floor steps at integers: find their values within the bound of one
         near = acc[..., inexact]  # [..., k] a copy
         np.abs(np.subtract(near, np.rint(near), out=near), out=near)  # exact (Sterbenz): a value and its nearest integer
-        *lead, k = np.nonzero(near <= bound[inexact].astype(np.float32))
+        flat = np.flatnonzero(near <= bound[inexact].astype(np.float32))  # a few: faster than np.nonzero on [..., k]
+        *lead, k = np.unravel_index(flat, near.shape)
         index = (*lead, inexact[k])
     if precision > 16:  # above 2^(24-p) <= 128, acc + whole may round: floor first, then add integers (exact)
         np.floor(acc, out=acc)
