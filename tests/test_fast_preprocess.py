@@ -99,10 +99,14 @@ def banded_cases(rng):
     return pairs
 
 
+@pytest.mark.parametrize("min_task_pixels", [None, 0], ids=["default", "every-pass-on-all-workers"])
 @pytest.mark.parametrize("resample", ["bilinear", "bicubic"])
-def test_banded_gemm_resize_equals_the_torchvision_reference(resample):
+def test_banded_gemm_resize_equals_the_torchvision_reference(resample, min_task_pixels, monkeypatch):
     """Random sizes: up- and downscales, 1-pixel edges, one axis unchanged, and downscales deep enough (> 4x) that
-    float32 sums are not exact and outputs near a rounding step are summed again in integers."""
+    float32 sums are not exact and outputs near a rounding step are summed again in integers. Small passes run on
+    one thread; with MIN_TASK_PIXELS 0 every pass is shared by all the workers."""
+    if min_task_pixels is not None:
+        monkeypatch.setattr(fast, "MIN_TASK_PIXELS", min_task_pixels)
     rng = np.random.default_rng(16 if resample == "bilinear" else 61)
     inexact = 0
     for (H, W), (h, w) in banded_cases(rng):

@@ -228,7 +228,7 @@ def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
         out_rows = out[r0 : r0 + rows].transpose(1, 0, 2)  # [C, r, w]
         round_shift(acc.reshape(C, r, w), whole, fraction, bound, precision, exact_sums, out_rows)
 
-    run_blocks(row_block, range(0, H, rows))
+    run_blocks(row_block, range(0, H, rows), rows * W * C)
     return out
 
 
@@ -252,17 +252,22 @@ def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
         outputs = slice(o0, o1)  # round_shift wants the outputs last: acc.T [3 w, out]
         round_shift(acc.T, whole[outputs], fraction[outputs], bound[outputs], precision, exact_sums, out[outputs].T)
 
-    run_blocks(row_block, blocks)
+    run_blocks(row_block, blocks, max(hi - lo for _, _, lo, hi in blocks) * M)
     return out
 
 
-def run_blocks(fn, tasks):
+MIN_TASK_PIXELS = 1 << 17  # fewer input values a task (about 0.1 ms of work), and one thread runs them all
+
+
+def run_blocks(fn, tasks, task_pixels):
     """fn(task, scratch) for every task on the worker threads, BLAS single-threaded meanwhile: these GEMMs are small,
-    and BLAS's thread hand-offs cost more than they gain (several times more when other processes share the cores)."""
+    and BLAS's thread hand-offs cost more than they gain (several times more when other processes share the cores).
+    Tasks of fewer than MIN_TASK_PIXELS input values all run on the calling thread: handing such short tasks to
+    another thread cost more than it saved (the height pass of a 1024x768 photo took 1.4x as long on two)."""
     if "workers" not in _POOL:
         _POOL["workers"] = Workers(blas_thread_count())
     with single_threaded_blas:
-        _POOL["workers"].run(fn, list(tasks))
+        _POOL["workers"].run(fn, list(tasks), 1 if task_pixels < MIN_TASK_PIXELS else None)
 
 
 def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, h0, w0] u8 -> [3, h, w] u8 (maybe a view)
