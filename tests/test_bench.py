@@ -77,13 +77,14 @@ def test_mixed_batch_spans_1_to_4_and_4_to_1_within_the_budget():
     assert data["spatial_shapes"].tolist() == [list(g) for g in grids]
 
 
-def test_table_has_the_onnx_runtime_columns():
+def test_table_has_the_own_gemms_and_onnx_runtime_columns():
     rows = [{"name": "w", "gflop": 1.0, "ours": 0.5, "gflops": 2.0, "hf": 1.0, "ratio_hf": 0.5, "floor": 0.4,
-             "ratio_floor": 1.25, "floor_hf": 0.4, "ort": 0.8, "ratio_ort": 0.625, "ort_hf": 0.8, "ort_int8": 0.3,
-             "int8_hf": 0.3, "load_avg": 0.1}]  # fmt: skip
+             "ratio_floor": 1.25, "floor_hf": 0.4, "gemms": 0.45, "ratio_gemms": 1.11, "ort": 0.8, "ratio_ort": 0.625,
+             "ort_hf": 0.8, "ort_int8": 0.3, "int8_hf": 0.3, "load_avg": 0.1}]  # fmt: skip
     lines = bench.table(rows).splitlines()
-    assert [c.strip() for c in lines[0].strip("|").split("|")][9:14] == ["ort s", "ours/ort", "ort/hf", "int8 s", "int8/hf"]
-    assert [c.strip() for c in lines[2].strip("|").split("|")][9:14] == ["0.800", "0.62", "0.80", "0.300", "0.30"]
+    head = ["gemms s", "ours/gemms", "ort s", "ours/ort", "ort/hf", "int8 s", "int8/hf"]
+    assert [c.strip() for c in lines[0].strip("|").split("|")][9:16] == head
+    assert [c.strip() for c in lines[2].strip("|").split("|")][9:16] == ["0.450", "1.11", "0.800", "0.62", "0.80", "0.300", "0.30"]
 
 
 def test_preprocess_table_and_images(tmp_path):
@@ -98,3 +99,39 @@ def test_preprocess_table_and_images(tmp_path):
 
     assert [Image.open(p).size for p in paths.values()] == [(1024, 768), (1024, 768)]
     assert (preprocess.photo(30, 40) == preprocess.photo(30, 40)).all()  # the same files on every machine
+
+
+def test_own_gemms_multiply_with_every_weight_of_the_encoder(tmp_path, monkeypatch):
+    """Each layer's six projections with that layer's own weight arrays, and per image q k^T and weights v over its
+    keys only: the FLOP count of the encoder, with padded keys left out as the forward leaves them out."""
+    import numpy as np
+
+    import siglip2_ref as s2
+    from siglip2_ref.model import quant
+
+    from .synthetic import random_weights, tiny_config, tiny_shapes, write_checkpoint
+
+    config = tiny_config("naflex")
+    model = s2.load_model(write_checkpoint(tmp_path, config, random_weights(tiny_shapes(config))))
+    layers = model.params["vision_model"]["encoder"]["layers"]
+    weights = {id(l[g][name]["weight"]) for l in layers for g, names in (("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj")),
+                                                                        ("mlp", ("fc1", "fc2"))) for name in names}  # fmt: skip
+    batch, n, keys = 3, 9, [9, 4, 7]
+    used, flops, matmul_t, matmul = set(), [], quant.matmul_t, np.matmul
+
+    def counting_t(x, w, out=None):
+        used.add(id(w))
+        flops.append(2 * x.shape[0] * x.shape[1] * w.shape[0])
+        return matmul_t(x, w, out=out)
+
+    def counting(a, b, out=None):
+        if a.ndim == 3:  # attention, [H, N, K] @ [H, K, M]; the projections call np.matmul through matmul_t
+            flops.append(2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2])
+        return matmul(a, b, out=out)
+
+    monkeypatch.setattr(quant, "matmul_t", counting_t)
+    monkeypatch.setattr(np, "matmul", counting)
+    bench.own_gemms(model, "vision", batch, n, threads=2, keys=keys)()
+    D, F, H, L = 12, 7, 2, 2
+    per_layer = 2 * batch * n * (4 * D * D + 2 * D * F) + sum(2 * 2 * n * m * D for m in keys)
+    assert used == weights and sum(flops) == L * per_layer

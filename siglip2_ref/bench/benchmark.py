@@ -4,10 +4,11 @@ Builds base-size checkpoints (B/16 NaFlex and FixRes 224, the official shapes in
 embedding) with random weights in a temporary folder, no download, then times on the same inputs and the
 same thread count: this package (fast path, and with --plain the readable path), transformers with SDPA
 attention when it is installed, and NumPy's matrix multiply alone on the workload's GEMM shapes (the
-"GEMM floor": what the workload would cost if everything but the matrix multiplies were free). Peak RSS
+"GEMM floor": what the workload would cost if everything but the matrix multiplies were free, with weights
+kept in cache) and on our encoder's own weights, cut as our forward cuts them ("gemms"). Peak RSS
 is measured per workload in a fresh subprocess. docs/performance.md describes the method and the results.
 
-Long (about 530 lines) on purpose: one benchmark run (workloads, child processes, paired timing, the
+Long (about 580 lines) on purpose: one benchmark run (workloads, child processes, paired timing, the
 tables) reads top to bottom; it is a measuring tool, not part of the model a reader studies.
 """
 
@@ -205,6 +206,50 @@ def split_matmul(x, w, out, threads):
     return run
 
 
+def own_gemms(model, tower, batch, n, threads, keys=None):
+    """A callable that runs just the encoder's matrix multiplies as our forward runs them: every projection with the
+    model's own weights (a base tower streams 340 MB of them from memory, where gemm_floor keeps one weight per
+    shape in cache), the rows cut as model/fast.py cuts them, and q k^T, weights v per image over its `keys` [B]
+    (default n: no padding). ours / this = 1 + what everything that is not a matrix multiply costs."""
+    from contextlib import nullcontext
+
+    from ..backend import Workers, single_threaded_blas
+    from ..model import fast
+    from ..model.quant import matmul_t
+
+    layers = model.params["text_model" if tower == "text" else "vision_model"]["encoder"]["layers"]
+    F, D = layers[0]["mlp"]["fc1"]["weight"].shape
+    H, T = getattr(model.config, tower).num_attention_heads, batch * n
+    keys = [n] * batch if keys is None else [int(m) for m in keys]
+    workers = Workers(threads)
+    row_workers = threads if T >= fast.MIN_WORKER_ROWS * threads else 1
+    blocks = fast.split_rows(T, row_workers)
+    rng = np.random.default_rng(0)
+    x, y, u = rng.standard_normal((T, D), dtype=np.float32), np.empty((T, D), np.float32), np.empty((T, F), np.float32)
+    q = rng.standard_normal((batch, H, n, D // H), dtype=np.float32)  # [B, H, N, K]
+    scores, ctx = np.empty((batch, H, n, n), np.float32), np.empty_like(q)  # [B, H, N, M], [B, H, N, K]
+
+    def projections(layer, r):
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            matmul_t(x[r], layer["self_attn"][name]["weight"], out=y[r])
+        matmul_t(x[r], layer["mlp"]["fc1"]["weight"], out=u[r])
+        matmul_t(u[r], layer["mlp"]["fc2"]["weight"], out=y[r])
+
+    def attention(b):
+        M = keys[b]
+        np.matmul(q[b], q[b, :, :M].transpose(0, 2, 1), out=scores[b, :, :, :M])  # [H, N, K] @ [H, K, M]
+        np.matmul(scores[b, :, :, :M], q[b, :, :M], out=ctx[b])  # [H, N, M] @ [H, M, K]
+
+    def run():
+        for layer in layers:
+            with single_threaded_blas if row_workers > 1 else nullcontext():
+                workers.run(lambda r, _: projections(layer, r), blocks, row_workers)
+            with single_threaded_blas:
+                workers.run(lambda b, _: attention(b), list(range(batch)), threads)
+
+    return run
+
+
 # ---------------------------------------------------------------- the two implementations
 
 
@@ -321,10 +366,11 @@ def fmt(x, spec=".3f"):
 def table(rows):
     """The workload rows as a Markdown table ("-" where a value was not measured)."""
     head = ("workload", "GFLOP", "ours s", "GFLOP/s", "hf s", "ours/hf", "floor s", "ours/floor", "floor/hf",
-            "ort s", "ours/ort", "ort/hf", "int8 s", "int8/hf", "plain s", "load")  # fmt: skip
+            "gemms s", "ours/gemms", "ort s", "ours/ort", "ort/hf", "int8 s", "int8/hf", "plain s", "load")  # fmt: skip
     out = [head] + [(r["name"], fmt(r["gflop"], ".1f"), fmt(r["ours"]), fmt(r["gflops"], ".0f"), fmt(r.get("hf")),
                      fmt(r.get("ratio_hf"), ".2f"), fmt(r["floor"]), fmt(r["ratio_floor"], ".2f"),
-                     fmt(r.get("floor_hf"), ".2f"), fmt(r.get("ort")), fmt(r.get("ratio_ort"), ".2f"),
+                     fmt(r.get("floor_hf"), ".2f"), fmt(r.get("gemms")), fmt(r.get("ratio_gemms"), ".2f"),
+                     fmt(r.get("ort")), fmt(r.get("ratio_ort"), ".2f"),
                      fmt(r.get("ort_hf"), ".2f"), fmt(r.get("ort_int8")), fmt(r.get("int8_hf"), ".2f"),
                      fmt(r.get("plain")), fmt(r.get("load_avg"), ".1f")) for r in rows]  # fmt: skip
     widths = [max(len(row[i]) for row in out) for i in range(len(head))]
@@ -343,7 +389,9 @@ def bench_workloads(names, paths, args, use_hf):
     for name in names:
         checkpoint, tower, batch, n, *layout = WORKLOADS[name]
         data = inputs(checkpoint, tower, batch, n, *layout)
-        calls = {"ours": ours_call(ours[checkpoint], tower, data), "floor": gemm_floor(gemms(tower, batch, n), args.threads_used)}
+        keys = data["pixel_attention_mask"].sum(axis=1) if "pixel_attention_mask" in data else None  # [B]
+        calls = {"ours": ours_call(ours[checkpoint], tower, data), "floor": gemm_floor(gemms(tower, batch, n), args.threads_used),
+                 "gemms": own_gemms(ours[checkpoint], tower, batch, n, args.threads_used, keys)}  # fmt: skip
         if use_hf:
             calls["hf"] = hf_call(hf[checkpoint], tower, data)
         if use_hf and args.use_onnx and name in ONNX:
@@ -356,6 +404,7 @@ def bench_workloads(names, paths, args, use_hf):
         row = {"name": name, "gflop": gflop(gemms(tower, batch, n)), **{k: statistics.median(v) for k, v in times.items()}}
         row["gflops"] = row["gflop"] / row["ours"]
         row["ratio_floor"] = paired_ratio(times["ours"], times["floor"])
+        row["ratio_gemms"] = paired_ratio(times["ours"], times["gemms"])
         if use_hf:
             row["ratio_hf"] = paired_ratio(times["ours"], times["hf"])
             row["floor_hf"] = paired_ratio(times["floor"], times["hf"])  # the best ours/hf any NumPy code could reach
