@@ -181,6 +181,28 @@ def test_a_killed_run_leaves_a_consistent_index_and_a_rerun_completes_it(tmp_pat
     assert not os.path.exists(partial_path(str(index)))
 
 
+def test_an_index_replaced_while_it_is_being_opened_is_read_from_one_version(tmp_path, monkeypatch):
+    """`embed` renames a new index over the old one at any moment, also while a query is opening it (the killed-run
+    test above polls it exactly so). Header, metadata and rows must all come from the file that was opened."""
+    from siglip2_ref.tasks import embedfile
+
+    path, newer = tmp_path / "i.safetensors", tmp_path / "newer.safetensors"
+    raw_index(path, unit_rows(3), paths=["/a", "/b", "/c"])
+    raw_index(newer, unit_rows(40, seed=1))  # another row count: every offset differs
+    read_metadata = embedfile.read_metadata
+
+    def replaced_first(f):
+        if newer.exists():
+            os.replace(newer, path)  # the rename lands between the header and the metadata
+        return read_metadata(f)
+
+    monkeypatch.setattr(embedfile, "read_metadata", replaced_first)
+    index = open_embeddings(path)
+    assert index.paths == ["/a", "/b", "/c"]
+    np.testing.assert_array_equal(index.array(), unit_rows(3))
+    assert len(open_embeddings(path)) == 40  # the next opening sees the new file
+
+
 # ---------------------------------------------------------------- bad embedding files (issue: never a silent answer)
 
 

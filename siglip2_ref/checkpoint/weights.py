@@ -11,6 +11,7 @@ docs/bad_input.md lists the errors), and every expected key and shape is checked
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +105,15 @@ def _check_metadata(path, metadata):
             raise CheckpointError(f"{path}: '__metadata__' entry {key!r} is {value!r}, expected a string")
 
 
-def read_header(path):
-    """The tensor entries of a safetensors header (metadata checked and dropped) and the offset where data starts."""
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        n = _header_length(path, f.read(8), size)
-        header = _header_object(path, f.read(n))
+def read_header(path, f=None):
+    """The tensor entries of a safetensors header (metadata checked and dropped) and the offset where data starts;
+    read from the open binary file `f` when given (`path` then only names it in errors)."""
+    if f is None:
+        with open(path, "rb") as f:
+            return read_header(path, f)
+    f.seek(0)
+    n = _header_length(path, f.read(8), os.fstat(f.fileno()).st_size)
+    header = _header_object(path, f.read(n))
     _check_metadata(path, header.pop("__metadata__", None))
     return header, 8 + n
 
@@ -166,15 +169,20 @@ def _check_layout(path, header, data_size):
         raise CheckpointError(f"{path}: tensors cover {start} of the {data_size} data bytes; expected them to cover all ({data_size - start} trailing bytes {after})")
 
 
-def open_safetensors(path):
-    """{key: (memory-mapped storage array, safetensors dtype)} for one file; nothing is read yet."""
-    path = Path(path)
-    header, start = read_header(path)
-    data_size = path.stat().st_size - start
+def open_safetensors(path, f=None):
+    """{key: (memory-mapped storage array, safetensors dtype)} for one file; nothing is read yet.
+
+    Header, size and map all come from one open file (`f` when given): a file that another process replaces
+    meanwhile (an index `embed` is rewriting) is read whole from one version, never half from each."""
+    if f is None:
+        with open(path, "rb") as f:
+            return open_safetensors(path, f)
+    header, start = read_header(path, f)
+    data_size = os.fstat(f.fileno()).st_size - start
     for key, entry in header.items():
         _check_entry(path, key, entry)
     _check_layout(path, header, data_size)
-    data = np.memmap(path, np.uint8, "r", offset=start) if data_size else np.zeros(0, np.uint8)
+    data = np.memmap(f, np.uint8, "r", offset=start) if data_size else np.zeros(0, np.uint8)  # outlives f
     tensors = {}
     for key, entry in header.items():
         begin, end = entry["data_offsets"]

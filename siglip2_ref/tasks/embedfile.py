@@ -156,35 +156,35 @@ class Embeddings:
 def open_index(path):
     """The .safetensors index, memory-mapped: the embeddings are read only chunk by chunk."""
     try:
-        tensors = open_safetensors(path)
-        meta = dict(read_metadata(path))
+        with open(path, "rb") as f:  # one open file for every read: `embed` may replace `path` meanwhile
+            tensors = open_safetensors(path, f)
+            meta = dict(read_metadata(f))
+            check_meta(path, meta, {k: v[1] for k, v in tensors.items()})
+            embeddings = tensors["embeddings"][0]
+            index = checked_file(path, embeddings.shape, paths_of(path, tensors["paths"][0]), meta,
+                                 {k: tensors[k][0] for k in RECORD_KEYS if k in tensors}, None)  # fmt: skip
+            index._read_rows = mapped_reader(path, f, embeddings.dtype, embeddings.shape[1])  # the shape is [I, D] now
     except (CheckpointError, OSError) as e:
         raise EmbeddingsFileError(f"{path}: not an embeddings file written by `siglip2-ref embed` ({e})") from None
-    check_meta(path, meta, {k: v[1] for k, v in tensors.items()})
-    embeddings = tensors["embeddings"][0]
-    e = checked_file(path, embeddings.shape, paths_of(path, tensors["paths"][0]), meta,
-                     {k: tensors[k][0] for k in RECORD_KEYS if k in tensors}, None)  # fmt: skip
-    e._read_rows = mapped_reader(path, embeddings.dtype, embeddings.shape[1])  # once the shape is known to be [I, D]
-    return e
+    return index
 
 
-def read_metadata(path):
+def read_metadata(f):
     """The header's __metadata__ (read_header checks and drops it, so it is read once more here)."""
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        return json.loads(f.read(n)).get("__metadata__") or {}
+    f.seek(0)
+    n = int.from_bytes(f.read(8), "little")
+    return json.loads(f.read(n)).get("__metadata__") or {}
 
 
-def mapped_reader(path, dtype, width):
-    """(start, stop) -> rows, from a private read-only map whose pages are released after each chunk.
+def mapped_reader(path, f, dtype, width):
+    """(start, stop) -> rows, from a private read-only map of the open file f whose pages are released after each chunk.
 
     Released pages stay in the page cache (a second query is as fast) but stop counting in this process's RSS,
     so a 3 GB index is searched with a resident set of about one chunk.
     """
-    header, data_start = read_header(path)
+    header, data_start = read_header(path, f)
     begin, row_bytes = data_start + header["embeddings"]["data_offsets"][0], width * dtype.itemsize
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # outlives f
 
     def read(start, stop):  # -> [c, D]
         lo, hi = begin + start * row_bytes, begin + stop * row_bytes
