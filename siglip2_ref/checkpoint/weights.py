@@ -105,12 +105,9 @@ def _check_metadata(path, metadata):
             raise CheckpointError(f"{path}: '__metadata__' entry {key!r} is {value!r}, expected a string")
 
 
-def read_header(path, f=None):
-    """The tensor entries of a safetensors header (metadata checked and dropped) and the offset where data starts;
-    read from the open binary file `f` when given (`path` then only names it in errors)."""
-    if f is None:
-        with open(path, "rb") as f:
-            return read_header(path, f)
+def read_header(path, f):
+    """The tensor entries of a safetensors header (metadata checked and dropped) and the offset where data starts,
+    read from `path` opened as the binary file `f`."""
     f.seek(0)
     n = _header_length(path, f.read(8), os.fstat(f.fileno()).st_size)
     header = _header_object(path, f.read(n))
@@ -170,10 +167,9 @@ def _check_layout(path, header, data_size):
 
 
 def open_safetensors(path, f=None):
-    """{key: (memory-mapped storage array, safetensors dtype)} for one file; nothing is read yet.
-
-    Header, size and map all come from one open file (`f` when given): a file that another process replaces
-    meanwhile (an index `embed` is rewriting) is read whole from one version, never half from each."""
+    """{key: (memory-mapped storage array, safetensors dtype)} for one file; nothing is read yet. Header, size and map
+    come from one open file (`f` when given): a file that another process replaces meanwhile (an index `embed` is
+    rewriting) is read whole from one version, never half from each."""
     if f is None:
         with open(path, "rb") as f:
             return open_safetensors(path, f)
