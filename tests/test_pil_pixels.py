@@ -7,6 +7,7 @@ import PIL
 import pytest
 from PIL import Image
 
+from siglip2_ref.preprocess import pil_pixels
 from siglip2_ref.preprocess.pil_pixels import exported_rgbx, rgb_pixels
 
 EXPORTS = hasattr(Image.Image, "__arrow_c_array__")  # Pillow 11.2 and later
@@ -48,10 +49,13 @@ def test_an_image_in_several_memory_blocks_falls_back_to_a_copy():
 
 
 def test_an_unexpected_export_is_not_trusted(monkeypatch):
-    """Another layout (a grey image's export: one byte a pixel) or no export at all: np.asarray's copy is used."""
+    """Another layout (a grey image's export: one byte a pixel), no export, or no C API to read it: np.asarray's copy."""
     grey = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4))
     assert exported_rgbx(grey) is None
     image = random_rgb(20, 30)
     monkeypatch.delattr(Image.Image, "__arrow_c_array__", raising=False)
     assert exported_rgbx(image) is None
     assert np.array_equal(rgb_pixels(image), np.asarray(image))
+    monkeypatch.undo()
+    monkeypatch.setattr(pil_pixels, "_capsule_pointer", None)  # an interpreter without CPython's C API
+    assert exported_rgbx(image) is None and np.array_equal(rgb_pixels(image), np.asarray(image))

@@ -38,8 +38,11 @@ ArrowArray._fields_ = [
     ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p),
 ]  # fmt: skip
 
-_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-_capsule_pointer.restype, _capsule_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+try:  # CPython's C API; an interpreter without it takes np.asarray
+    _capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    _capsule_pointer.restype, _capsule_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+except AttributeError:
+    _capsule_pointer = None
 
 
 class ExportedPixels:
@@ -53,6 +56,8 @@ class ExportedPixels:
 
 def exported_rgbx(image):  # PIL.Image RGB -> [h0, w0, 4] uint8 view, or None when the export is not as expected
     h, w = image.height, image.width
+    if _capsule_pointer is None:
+        return None
     try:
         capsules = image.__arrow_c_array__()
     except (AttributeError, ValueError, TypeError, OSError):  # older Pillow; rows not in one block of memory
