@@ -56,6 +56,8 @@ def test_an_unexpected_export_is_not_trusted(monkeypatch):
     monkeypatch.delattr(Image.Image, "__arrow_c_array__", raising=False)
     assert exported_rgbx(image) is None
     assert np.array_equal(rgb_pixels(image), np.asarray(image))
+    monkeypatch.setattr(Image.Image, "__arrow_c_array__", lambda self, requested_schema=None: (1, 2), raising=False)
+    assert exported_rgbx(image) is None  # not capsules at all
     monkeypatch.undo()
     monkeypatch.setattr(pil_pixels, "_capsule_pointer", None)  # an interpreter without CPython's C API
     assert exported_rgbx(image) is None and np.array_equal(rgb_pixels(image), np.asarray(image))

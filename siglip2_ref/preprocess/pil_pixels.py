@@ -60,16 +60,16 @@ def exported_rgbx(image):  # PIL.Image RGB -> [h0, w0, 4] uint8 view, or None wh
         return None
     try:
         capsules = image.__arrow_c_array__()
-    except (AttributeError, ValueError, TypeError, OSError):  # older Pillow; rows not in one block of memory
+        schema = ArrowSchema.from_address(_capsule_pointer(capsules[0], b"arrow_schema"))
+        array = ArrowArray.from_address(_capsule_pointer(capsules[1], b"arrow_array"))
+    except (AttributeError, ValueError, TypeError, IndexError, OSError):  # older Pillow; rows in several blocks
         return None
-    schema = ArrowSchema.from_address(_capsule_pointer(capsules[0], b"arrow_schema"))
-    array = ArrowArray.from_address(_capsule_pointer(capsules[1], b"arrow_array"))
     if schema.format != b"+w:4" or schema.n_children != 1 or schema.children[0].contents.format != b"C":
         return None
-    if array.length != h * w or array.offset != 0 or array.n_children != 1:
+    if array.length != h * w or array.offset != 0 or array.n_children != 1 or array.buffers[0]:  # no validity bitmap
         return None
     child = array.children[0].contents
-    if child.length != 4 * h * w or child.offset != 0 or child.n_buffers != 2 or not child.buffers[1]:
+    if child.length != 4 * h * w or child.offset != 0 or child.n_buffers != 2 or child.buffers[0] or not child.buffers[1]:
         return None
     return np.asarray(ExportedPixels(capsules, child.buffers[1], (h, w, 4)))
 
