@@ -123,6 +123,14 @@ class SingleThreadedBlas:
 single_threaded_blas = SingleThreadedBlas()
 
 
+def even_blocks(total, most, workers):  # -> [slice]
+    """0:total cut into blocks of at most `most`, their number a multiple of `workers` so that they share evenly."""
+    count = -(-total // max(1, most))
+    count = -(-count // workers) * workers
+    step = -(-total // count)
+    return [slice(r, min(r + step, total)) for r in range(0, total, step)]
+
+
 class Scratch:
     """One worker's reusable buffers: `get(name, shape, dtype)` returns a view, growing the buffer when needed."""
 

@@ -119,3 +119,15 @@ def test_workers_give_each_thread_its_own_scratch_when_called_from_several_threa
     for c in callers:
         c.join()
     assert errors == []
+
+
+def test_even_blocks_cover_the_range_in_even_shares():
+    from siglip2_ref.backend import even_blocks
+
+    for total, most, workers in [(768, 512, 2), (3000, 131, 2), (7, 3, 2), (1, 100, 2), (12, 5, 3), (2048, 1024, 2)]:
+        blocks = even_blocks(total, most, workers)
+        assert blocks[0].start == 0 and blocks[-1].stop == total
+        assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
+        assert all(0 < b.stop - b.start <= most for b in blocks)
+        if total >= 2 * workers:
+            assert len(blocks) % workers == 0, (total, most, workers, len(blocks))

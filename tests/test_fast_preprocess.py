@@ -104,9 +104,10 @@ def banded_cases(rng):
 def test_banded_gemm_resize_equals_the_torchvision_reference(resample, min_task_pixels, monkeypatch):
     """Random sizes: up- and downscales, 1-pixel edges, one axis unchanged, and downscales deep enough (> 4x) that
     float32 sums are not exact and outputs near a rounding step are summed again in integers. Small passes run on
-    one thread; with MIN_TASK_PIXELS 0 every pass is shared by all the workers."""
+    one thread; with MIN_TASK_PIXELS 0 every pass is shared by all the workers, in width-pass blocks of few rows."""
     if min_task_pixels is not None:
         monkeypatch.setattr(fast, "MIN_TASK_PIXELS", min_task_pixels)
+        monkeypatch.setattr(fast, "BLOCK_VALUES", 300)
     rng = np.random.default_rng(16 if resample == "bilinear" else 61)
     inexact = 0
     for (H, W), (h, w) in banded_cases(rng):

@@ -29,7 +29,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from ..backend import Workers, blas_thread_count, single_threaded_blas  # one worker without threadpoolctl
+from ..backend import Workers, blas_thread_count, even_blocks, single_threaded_blas  # one worker without threadpoolctl
 from ..checkpoint.config import GELU_TANH_NAMES
 from .layers import ACTIVATIONS, SQRT_2_OVER_PI, encoder
 from .quant import matmul_t  # x W^T into `out`; int8/int4 weights dequantized a block of rows at a time
@@ -177,10 +177,7 @@ def mlp_block(rows, h, layer, eps, act, ctx, scratch):  # rows of h [R, D] updat
 
 def split_rows(T, workers):  # -> [slice]
     """At most BLOCK_ROWS rows per block, the number of blocks a multiple of `workers` so that they share evenly."""
-    count = -(-T // BLOCK_ROWS)
-    count = -(-count // workers) * workers
-    step = -(-T // count)
-    return [slice(r, min(r + step, T)) for r in range(0, T, step)]
+    return even_blocks(T, BLOCK_ROWS, workers)
 
 
 def layer_steps(layers):  # -> [(layer or None, following layer or None)]

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from ..backend import Workers, blas_thread_count, single_threaded_blas
+from ..backend import Workers, blas_thread_count, even_blocks, single_threaded_blas
 from .pil_pixels import rgb_pixels
 from .resize import RESAMPLE_NAMES, resize, resize_pil, torch_axis_table
 
@@ -204,15 +204,15 @@ def plan_pass(n_in, n_out, resample):  # -> Pass
     return plan
 
 
-def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
+def width_pass(hwc, w, resample):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
     """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
     H, W, C = hwc.shape
     weights, precision, band, whole, fraction, blocks, bound, taps = plan_pass(W, w, resample)
     band = band.T  # [w0, w]
     out = np.empty((H, C, w), np.uint8)
 
-    def row_block(r0, scratch):
-        pixels = hwc[r0 : r0 + rows].transpose(2, 0, 1)  # [C, r, w0] view
+    def row_block(rows, scratch):
+        pixels = hwc[rows].transpose(2, 0, 1)  # [C, r, w0] view
         r = pixels.shape[1]
         src = scratch.get("src", (C * r, W), np.float32)  # [C r, w0]
         for c in range(C):  # a plain cast per channel, then one contiguous subtraction (1.5x faster than one strided)
@@ -225,10 +225,11 @@ def width_pass(hwc, w, resample, rows=128):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
         def exact_sums(c, y, o):  # channels c, rows y and outputs o -> exact integer sums
             return (pixels[c[:, None], y[:, None], taps[o]].astype(np.int64) * weights[o]).sum(axis=1)
 
-        out_rows = out[r0 : r0 + rows].transpose(1, 0, 2)  # [C, r, w]
+        out_rows = out[rows].transpose(1, 0, 2)  # [C, r, w]
         round_shift(acc.reshape(C, r, w), whole, fraction, bound, precision, exact_sums, out_rows)
 
-    run_blocks(row_block, range(0, H, rows), rows * W * C)
+    row_blocks = even_blocks(H, max(1, BLOCK_VALUES // (W * C)), workers().n)
+    run_blocks(row_block, row_blocks, (row_blocks[0].stop - row_blocks[0].start) * W * C)
     return out
 
 
@@ -256,7 +257,14 @@ def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
     return out
 
 
+BLOCK_VALUES = 3 << 19  # input values per task of the width pass: fewer, larger tasks cost less in calls (measured)
 MIN_TASK_PIXELS = 1 << 17  # fewer input values a task (about 0.1 ms of work), and one thread runs them all
+
+
+def workers():  # -> the banded resize's Workers, made on first use
+    if "workers" not in _POOL:
+        _POOL["workers"] = Workers(blas_thread_count())
+    return _POOL["workers"]
 
 
 def run_blocks(fn, tasks, task_pixels):
@@ -264,10 +272,8 @@ def run_blocks(fn, tasks, task_pixels):
     and BLAS's thread hand-offs cost more than they gain (several times more when other processes share the cores).
     Tasks of fewer than MIN_TASK_PIXELS input values all run on the calling thread: handing such short tasks to
     another thread cost more than it saved (the height pass of a 1024x768 photo took 1.4x as long on two)."""
-    if "workers" not in _POOL:
-        _POOL["workers"] = Workers(blas_thread_count())
     with single_threaded_blas:
-        _POOL["workers"].run(fn, list(tasks), 1 if task_pixels < MIN_TASK_PIXELS else None)
+        workers().run(fn, list(tasks), 1 if task_pixels < MIN_TASK_PIXELS else None)
 
 
 def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, h0, w0] u8 -> [3, h, w] u8 (maybe a view)
