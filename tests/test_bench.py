@@ -1,5 +1,7 @@
 """The benchmark's arithmetic: FLOP counts from the textbook formula, and the table it prints."""
 
+import pytest
+
 from siglip2_ref.bench import benchmark as bench
 
 
@@ -101,7 +103,8 @@ def test_preprocess_table_and_images(tmp_path):
     assert (preprocess.photo(30, 40) == preprocess.photo(30, 40)).all()  # the same files on every machine
 
 
-def test_own_gemms_multiply_with_every_weight_of_the_encoder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("tower", ["vision", "text"])
+def test_own_gemms_multiply_with_every_weight_of_the_encoder(tower, tmp_path, monkeypatch):
     """Each layer's six projections with that layer's own weight arrays, and per image q k^T and weights v over its
     keys only: the FLOP count of the encoder, with padded keys left out as the forward leaves them out."""
     import numpy as np
@@ -113,10 +116,10 @@ def test_own_gemms_multiply_with_every_weight_of_the_encoder(tmp_path, monkeypat
 
     config = tiny_config("naflex")
     model = s2.load_model(write_checkpoint(tmp_path, config, random_weights(tiny_shapes(config))))
-    layers = model.params["vision_model"]["encoder"]["layers"]
+    layers = model.params[f"{tower}_model"]["encoder"]["layers"]
     weights = {id(l[g][name]["weight"]) for l in layers for g, names in (("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj")),
                                                                         ("mlp", ("fc1", "fc2"))) for name in names}  # fmt: skip
-    batch, n, keys = 3, 9, [9, 4, 7]
+    batch, n, keys = 3, 9, ([9, 4, 7] if tower == "vision" else None)
     used, flops, matmul_t, matmul = set(), [], quant.matmul_t, np.matmul
 
     def counting_t(x, w, out=None):
@@ -131,7 +134,7 @@ def test_own_gemms_multiply_with_every_weight_of_the_encoder(tmp_path, monkeypat
 
     monkeypatch.setattr(quant, "matmul_t", counting_t)
     monkeypatch.setattr(np, "matmul", counting)
-    bench.own_gemms(model, "vision", batch, n, threads=2, keys=keys)()
-    D, F, H, L = 12, 7, 2, 2
-    per_layer = 2 * batch * n * (4 * D * D + 2 * D * F) + sum(2 * 2 * n * m * D for m in keys)
+    bench.own_gemms(model, tower, batch, n, threads=2, keys=keys)()
+    D, F, L = 12, 7, 2  # both tiny towers
+    per_layer = 2 * batch * n * (4 * D * D + 2 * D * F) + sum(2 * 2 * n * m * D for m in keys or [n] * batch)
     assert used == weights and sum(flops) == L * per_layer
