@@ -61,3 +61,42 @@ def test_an_unexpected_export_is_not_trusted(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(pil_pixels, "_capsule_pointer", None)  # an interpreter without CPython's C API
     assert exported_rgbx(image) is None and np.array_equal(rgb_pixels(image), np.asarray(image))
+
+
+@pytest.fixture
+def small_pillow_blocks():
+    """Pillow's blocks made 64 KiB, so that small test images lie in several (as a 12-megapixel photo does)."""
+    size = Image.core.get_block_size()
+    Image.core.set_block_size(1 << 16)
+    try:
+        yield
+    finally:
+        Image.core.set_block_size(size)
+
+
+@pytest.mark.skipif(not EXPORTS, reason=f"Pillow {PIL.__version__} has no Arrow export")
+def test_an_image_in_several_blocks_is_read_in_strips(small_pillow_blocks):
+    from siglip2_ref.preprocess.pil_pixels import RowStrips, rgb_rows
+
+    image = random_rgb(300, 200)
+    assert exported_rgbx(image) is None
+    rows = rgb_rows(image)
+    assert isinstance(rows, RowStrips) and rows.shape == (300, 200, 3)
+    want = np.asarray(image)
+    for r in (slice(0, 300), slice(0, 1), slice(17, 140), slice(299, 300)):
+        assert np.array_equal(rows[r], want[r])
+
+
+@pytest.mark.skipif(not EXPORTS, reason=f"Pillow {PIL.__version__} has no Arrow export")
+@pytest.mark.parametrize("resample", ["bilinear", "bicubic"])
+def test_the_torchvision_resize_of_an_image_in_several_blocks(small_pillow_blocks, resample, monkeypatch):
+    """Every width-pass task reads its own strip (many small tasks, all workers): the reference's numbers."""
+    from siglip2_ref.preprocess import fast
+    from siglip2_ref.preprocess.resize import resize_torchvision
+
+    monkeypatch.setattr(fast, "BLOCK_VALUES", 2000)
+    monkeypatch.setattr(fast, "MIN_TASK_PIXELS", 0)
+    image = random_rgb(301, 260, seed=4)
+    chw = np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
+    for size in [(50, 37), (301, 40), (120, 260)]:
+        assert np.array_equal(fast.resize_torchvision_chw(image, size, resample), resize_torchvision(chw, size, resample))

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..backend import Workers, blas_thread_count, even_blocks, single_threaded_blas
-from .pil_pixels import rgb_pixels
+from .pil_pixels import rgb_pixels, rgb_rows
 from .resize import RESAMPLE_NAMES, resize, resize_pil, torch_axis_table
 
 PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
@@ -204,8 +204,9 @@ def plan_pass(n_in, n_out, resample):  # -> Pass
     return plan
 
 
-def width_pass(hwc, w, resample):  # [h0, w0, 3] u8 -> [h0, 3, w] u8
-    """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band."""
+def width_pass(hwc, w, resample):  # [h0, w0, 3] u8 (or pil_pixels.RowStrips) -> [h0, 3, w] u8
+    """torchvision's horizontal pass: a block of rows at a time, converted to floats channels first, times the band.
+    Each task reads its rows as hwc[rows], so a photo Pillow keeps in several blocks is read strip by strip."""
     H, W, C = hwc.shape
     weights, precision, band, whole, fraction, blocks, bound, taps = plan_pass(W, w, resample)
     band = band.T  # [w0, w]
@@ -279,7 +280,10 @@ def run_blocks(fn, tasks, task_pixels):
 def resize_torchvision_chw(rgb, size, resample):  # PIL.Image RGB | [3, h0, w0] u8 -> [3, h, w] u8 (maybe a view)
     """`resize.resize_torchvision`'s numbers: width pass, then height pass, each only if that size changes."""
     (H, W), (h, w) = image_size(rgb), size
-    hwc = rgb_pixels(rgb) if isinstance(rgb, Image.Image) else rgb.transpose(1, 2, 0)  # [h0, w0, 3], maybe strided
+    if isinstance(rgb, Image.Image):
+        hwc = rgb_rows(rgb) if w != W else rgb_pixels(rgb)  # [h0, w0, 3]: rows for the width pass, else an array
+    else:
+        hwc = rgb.transpose(1, 2, 0)  # [h0, w0, 3] view
     x = width_pass(hwc, w, resample) if w != W else hwc.transpose(0, 2, 1)  # [h0, 3, w]
     if h != H:
         x = height_pass(np.ascontiguousarray(x).reshape(H, 3 * w), h, resample).reshape(h, 3, w)

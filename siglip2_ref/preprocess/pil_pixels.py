@@ -8,7 +8,9 @@ works when the image lies in one block of memory (Pillow keeps large images in s
 `rgb_pixels` checks everything it reads and takes `np.asarray` whenever any of it is not as expected.
 
 The view is read-only and keeps the export alive: Pillow's memory stays valid until the array is gone, even when
-the image is closed or deleted first.
+the image is closed or deleted first. An image Pillow keeps in several blocks (over 16 MiB: a 12-megapixel photo)
+can still be read a strip of rows at a time (`rgb_rows`): cropping a strip copies it in C, and the strip fits one
+block, which is faster than the whole copy through `tobytes` (27 against 44 ms for a 4000x3000 photo).
 """
 
 import ctypes
@@ -54,6 +56,10 @@ class ExportedPixels:
         self.__array_interface__ = {"version": 3, "shape": shape, "typestr": "|u1", "data": (address, True)}
 
 
+def exports(image):  # -> whether this Pillow and interpreter can export `image` (an RGB image in one block)
+    return _capsule_pointer is not None and hasattr(image, "__arrow_c_array__") and image.mode == "RGB"
+
+
 def exported_rgbx(image):  # PIL.Image RGB -> [h0, w0, 4] uint8 view, or None when the export is not as expected
     h, w = image.height, image.width
     if _capsule_pointer is None:
@@ -78,3 +84,23 @@ def rgb_pixels(image):  # PIL.Image RGB -> [h0, w0, 3] uint8 (read-only; a view 
     """What `np.asarray(image)` returns, without its copy where Pillow exports the image (see the module's text)."""
     rgbx = exported_rgbx(image) if image.mode == "RGB" and image.width * image.height > 0 else None
     return np.asarray(image) if rgbx is None else rgbx[..., :3]
+
+
+class RowStrips:
+    """An RGB PIL image as rows [h0, w0, 3]: `strips[rows]` (a slice) crops those rows and views the crop."""
+
+    def __init__(self, image):
+        image.load()  # before threads crop it at once
+        self.image, self.shape = image, (image.height, image.width, 3)
+
+    def __getitem__(self, rows):  # slice -> [r, w0, 3] uint8
+        return rgb_pixels(self.image.crop((0, rows.start, self.image.width, rows.stop)))
+
+
+def rgb_rows(image):  # PIL.Image RGB -> [h0, w0, 3] uint8 or RowStrips: indexable by a slice of rows
+    """The pixels by rows without copying the whole image: one view where Pillow exports the image, strips where
+    it keeps the image in several blocks, np.asarray's copy where it exports nothing."""
+    whole = exported_rgbx(image) if exports(image) and image.width * image.height > 0 else None
+    if whole is not None:
+        return whole[..., :3]
+    return RowStrips(image) if exports(image) else np.asarray(image)
