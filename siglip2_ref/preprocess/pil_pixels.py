@@ -80,10 +80,15 @@ def exported_rgbx(image):  # PIL.Image RGB -> [h0, w0, 4] uint8 view, or None wh
     return np.asarray(ExportedPixels(capsules, child.buffers[1], (h, w, 4)))
 
 
+def whole_view(image):  # PIL.Image -> [h0, w0, 3] uint8 view of Pillow's memory, or None
+    rgbx = exported_rgbx(image) if exports(image) and image.width * image.height > 0 else None
+    return None if rgbx is None else rgbx[..., :3]
+
+
 def rgb_pixels(image):  # PIL.Image RGB -> [h0, w0, 3] uint8 (read-only; a view of Pillow's memory when it can be)
     """What `np.asarray(image)` returns, without its copy where Pillow exports the image (see the module's text)."""
-    rgbx = exported_rgbx(image) if image.mode == "RGB" and image.width * image.height > 0 else None
-    return np.asarray(image) if rgbx is None else rgbx[..., :3]
+    view = whole_view(image)
+    return np.asarray(image) if view is None else view
 
 
 class RowStrips:
@@ -100,7 +105,7 @@ class RowStrips:
 def rgb_rows(image):  # PIL.Image RGB -> [h0, w0, 3] uint8 or RowStrips: indexable by a slice of rows
     """The pixels by rows without copying the whole image: one view where Pillow exports the image, strips where
     it keeps the image in several blocks, np.asarray's copy where it exports nothing."""
-    whole = exported_rgbx(image) if exports(image) and image.width * image.height > 0 else None
-    if whole is not None:
-        return whole[..., :3]
+    view = whole_view(image)
+    if view is not None:
+        return view
     return RowStrips(image) if exports(image) else np.asarray(image)
