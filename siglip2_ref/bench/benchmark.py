@@ -222,7 +222,7 @@ def own_gemms(model, tower, batch, n, threads, keys=None):
     H, T = getattr(model.config, tower).num_attention_heads, batch * n
     keys = [n] * batch if keys is None else [int(m) for m in keys]
     workers = Workers(threads)
-    row_workers = threads if T >= fast.MIN_WORKER_ROWS * threads else 1
+    row_workers = fast.row_workers(T, threads)
     blocks = fast.split_rows(T, row_workers)
     rng = np.random.default_rng(0)
     x, y, u = rng.standard_normal((T, D), dtype=np.float32), np.empty((T, D), np.float32), np.empty((T, F), np.float32)

@@ -180,6 +180,11 @@ def split_rows(T, workers):  # -> [slice]
     return even_blocks(T, BLOCK_ROWS, workers)
 
 
+def row_workers(T, workers):  # -> how many workers share the row steps of T token rows
+    """All of them when each gets MIN_WORKER_ROWS rows or more, else one (which runs the products on BLAS's threads)."""
+    return workers if T >= MIN_WORKER_ROWS * workers else 1
+
+
 def layer_steps(layers):  # -> [(layer or None, following layer or None)]
     """The row steps of a forward in order: the first layer's q, k, v alone, then each layer's MLP followed by the
     next layer's q, k, v (the same rows, still in cache); each step after the first comes after its layer's attention."""
@@ -242,7 +247,7 @@ class FastEncoder:
         H, T = cfg.num_attention_heads, B * N
         h = np.array(x, order="C").reshape(T, D)  # [R, D], the residual stream, updated in place
         qkv, ctx = [np.empty((T, D), x.dtype) for _ in range(3)], np.empty((T, D), x.dtype)  # [R, D] each
-        n = self.workers.n if T >= MIN_WORKER_ROWS * self.workers.n else 1  # workers sharing the row steps
+        n = row_workers(T, self.workers.n)  # workers sharing the row steps
         rows, tasks, keys = split_rows(T, n), attention_tasks(B, N, H, x.itemsize), key_ranges(bias, B, N)
         eps, act, scale = cfg.layer_norm_eps, cfg.hidden_act, (D // H) ** -0.5
 

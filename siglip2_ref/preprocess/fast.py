@@ -29,7 +29,6 @@ from .resize import RESAMPLE_NAMES, resize, resize_pil, torch_axis_table
 PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 PROBES = (((300, 20), (40, 10)), ((37, 53), (16, 24)), ((5, 7), (16, 32)), ((64, 900), (30, 17)), ((480, 640), (224, 288)))
 _AGREES = {}  # (pass_order, filter) -> bool, filled by the first call
-_POOL = {}  # the worker threads of the banded resize, made on first use
 
 
 def pillow_resize(image, size, resample):  # PIL.Image RGB -> [h, w, 3] uint8
@@ -262,10 +261,9 @@ BLOCK_VALUES = 3 << 19  # input values per task of the width pass: fewer, larger
 MIN_TASK_PIXELS = 1 << 17  # fewer input values a task (about 0.1 ms of work), and one thread runs them all
 
 
+@functools.cache
 def workers():  # -> the banded resize's Workers, made on first use
-    if "workers" not in _POOL:
-        _POOL["workers"] = Workers(blas_thread_count())
-    return _POOL["workers"]
+    return Workers(blas_thread_count())
 
 
 def run_blocks(fn, tasks, task_pixels):
