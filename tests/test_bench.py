@@ -104,9 +104,10 @@ def test_preprocess_table_and_images(tmp_path):
 
 
 @pytest.mark.parametrize("tower", ["vision", "text"])
-def test_own_gemms_multiply_with_every_weight_of_the_encoder(tower, tmp_path, monkeypatch):
-    """Each layer's six projections with that layer's own weight arrays, and per image q k^T and weights v over its
-    keys only: the FLOP count of the encoder, with padded keys left out as the forward leaves them out."""
+def test_own_gemms_multiply_with_every_weight_of_the_tower(tower, tmp_path, monkeypatch):
+    """Each layer's six projections with that layer's own weight arrays, per image q k^T and weights v over its
+    keys only, and the products outside the encoder (vision: stem, MAP head k, v and MLP; text: head): the FLOP
+    count of the tower, with padded keys left out as the forward leaves them out."""
     import numpy as np
 
     import siglip2_ref as s2
@@ -116,14 +117,26 @@ def test_own_gemms_multiply_with_every_weight_of_the_encoder(tower, tmp_path, mo
 
     config = tiny_config("naflex")
     model = s2.load_model(write_checkpoint(tmp_path, config, random_weights(tiny_shapes(config))))
-    layers = model.params[f"{tower}_model"]["encoder"]["layers"]
-    weights = {id(l[g][name]["weight"]) for l in layers for g, names in (("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj")),
+    params = model.params[f"{tower}_model"]
+    layers = params["encoder"]["layers"]
+    at = lambda w: (w.__array_interface__["data"][0], w.shape[0])  # where a weight's memory starts, its rows
+    weights = {at(l[g][name]["weight"]) for l in layers for g, names in (("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj")),
                                                                         ("mlp", ("fc1", "fc2"))) for name in names}  # fmt: skip
     batch, n, keys = 3, 9, ([9, 4, 7] if tower == "vision" else None)
+    D, F, L, T = 12, 7, 2, batch * n  # both tiny towers
+    if tower == "vision":
+        stem, head = params["embeddings"]["patch_embedding"]["weight"], params["head"]
+        in_proj = head["attention"]["in_proj_weight"]  # [3D, D]: q, k, v rows; k and v multiply every token
+        weights |= {at(stem), at(in_proj[D : 2 * D]), at(in_proj[2 * D :]), at(head["mlp"]["fc1"]["weight"]),
+                    at(head["mlp"]["fc2"]["weight"])}  # fmt: skip
+        outer = 2 * T * (stem.size // D) * D + 2 * 2 * T * D * D + 2 * 2 * batch * D * F
+    else:
+        weights.add(at(params["head"]["weight"]))
+        outer = 2 * batch * D * params["head"]["weight"].shape[0]
     used, flops, matmul_t, matmul = set(), [], quant.matmul_t, np.matmul
 
     def counting_t(x, w, out=None):
-        used.add(id(w))
+        used.add(at(w))
         flops.append(2 * x.shape[0] * x.shape[1] * w.shape[0])
         return matmul_t(x, w, out=out)
 
@@ -135,6 +148,5 @@ def test_own_gemms_multiply_with_every_weight_of_the_encoder(tower, tmp_path, mo
     monkeypatch.setattr(quant, "matmul_t", counting_t)
     monkeypatch.setattr(np, "matmul", counting)
     bench.own_gemms(model, tower, batch, n, threads=2, keys=keys)()
-    D, F, L = 12, 7, 2  # both tiny towers
-    per_layer = 2 * batch * n * (4 * D * D + 2 * D * F) + sum(2 * 2 * n * m * D for m in keys or [n] * batch)
-    assert used == weights and sum(flops) == L * per_layer
+    per_layer = 2 * T * (4 * D * D + 2 * D * F) + sum(2 * 2 * n * m * D for m in keys or [n] * batch)
+    assert used == weights and sum(flops) == L * per_layer + outer

@@ -8,7 +8,7 @@ attention when it is installed, and NumPy's matrix multiply alone on the workloa
 kept in cache) and on our encoder's own weights, cut as our forward cuts them ("gemms"). Peak RSS
 is measured per workload in a fresh subprocess. docs/performance.md describes the method and the results.
 
-Long (about 580 lines) on purpose: one benchmark run (workloads, child processes, paired timing, the
+Long (about 600 lines) on purpose: one benchmark run (workloads, child processes, paired timing, the
 tables) reads top to bottom; it is a measuring tool, not part of the model a reader studies.
 """
 
@@ -207,17 +207,18 @@ def split_matmul(x, w, out, threads):
 
 
 def own_gemms(model, tower, batch, n, threads, keys=None):
-    """A callable that runs just the encoder's matrix multiplies as our forward runs them: every projection with the
-    model's own weights (a base tower streams 340 MB of them from memory, where gemm_floor keeps one weight per
-    shape in cache), the rows cut as model/fast.py cuts them, and q k^T, weights v per image over its `keys` [B]
-    (default n: no padding). ours / this = 1 + what everything that is not a matrix multiply costs."""
+    """A callable that runs just the matrix multiplies of our forward as it runs them: every encoder projection with the
+    model's own weights (a base tower streams 340 MB of them from memory, where gemm_floor keeps one weight per shape
+    in cache), the rows cut as model/fast.py cuts them, q k^T and weights v per image over its `keys` [B] (default n:
+    no padding), and the stem and head products outside the encoder (`outer_gemms`). ours / this = 1 + what
+    everything that is not a matrix multiply costs."""
     from contextlib import nullcontext
 
     from ..backend import Workers, single_threaded_blas
     from ..model import fast
     from ..model.quant import matmul_t
 
-    layers = model.params["text_model" if tower == "text" else "vision_model"]["encoder"]["layers"]
+    layers = model.params[f"{tower}_model"]["encoder"]["layers"]
     F, D = layers[0]["mlp"]["fc1"]["weight"].shape
     H, T = getattr(model.config, tower).num_attention_heads, batch * n
     keys = [n] * batch if keys is None else [int(m) for m in keys]
@@ -228,6 +229,7 @@ def own_gemms(model, tower, batch, n, threads, keys=None):
     x, y, u = rng.standard_normal((T, D), dtype=np.float32), np.empty((T, D), np.float32), np.empty((T, F), np.float32)
     q = rng.standard_normal((batch, H, n, D // H), dtype=np.float32)  # [B, H, N, K]
     scores, ctx = np.empty((batch, H, n, n), np.float32), np.empty_like(q)  # [B, H, N, M], [B, H, N, K]
+    outer = outer_gemms(model.params[f"{tower}_model"], tower, batch, n)
 
     def projections(layer, r):
         for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
@@ -246,6 +248,33 @@ def own_gemms(model, tower, batch, n, threads, keys=None):
                 workers.run(lambda r, _: projections(layer, r), blocks, row_workers)
             with single_threaded_blas:
                 workers.run(lambda b, _: attention(b), list(range(batch)), threads)
+        outer()
+
+    return run
+
+
+def outer_gemms(params, tower, batch, n):
+    """A callable that runs the tower's products outside the encoder with its own weights, on BLAS's threads as
+    `layers.linear` runs them: the vision stem and the MAP head (k and v of every token, the MLP of each pooled row),
+    or the text head of each pooled row (the ones `gemms` counts)."""
+    from ..model.quant import matmul_t
+
+    if tower == "text":
+        products = [(batch, params["head"]["weight"])]  # [E, D]
+    else:
+        stem = params["embeddings"]["patch_embedding"]["weight"]  # [D, P] (NaFlex) or [D, C, p, p] (FixRes)
+        head = params["head"]
+        D = stem.shape[0]
+        _, Wk, Wv = head["attention"]["in_proj_weight"].reshape(3, D, D)
+        products = [(batch * n, stem.reshape(D, -1)), (batch * n, Wk), (batch * n, Wv),
+                    (batch, head["mlp"]["fc1"]["weight"]), (batch, head["mlp"]["fc2"]["weight"])]  # fmt: skip
+    rng = np.random.default_rng(1)
+    calls = [(rng.standard_normal((rows, w.shape[1]), dtype=np.float32), w, np.empty((rows, w.shape[0]), np.float32))
+             for rows, w in products]  # ([R, I], [O, I], [R, O])  # fmt: skip
+
+    def run():
+        for x, w, out in calls:
+            matmul_t(x, w, out=out)
 
     return run
 
