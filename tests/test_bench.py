@@ -65,6 +65,15 @@ def test_interleaved_times_runs_every_call_in_every_round():
     assert [len(v) for v in times.values()] == [3, 3]
 
 
+def test_interleaved_times_settle_before_each_timed_call_without_timing_the_pause():
+    import time
+
+    start = time.perf_counter()
+    times = bench.interleaved_times({"a": lambda: None, "b": lambda: None}, repeats=2, settle=0.05)
+    assert time.perf_counter() - start >= 4 * 0.05  # two timed rounds of two calls, each after a pause
+    assert max(max(v) for v in times.values()) < 0.05  # the pause is not part of any call's time
+
+
 def test_mixed_batch_spans_1_to_4_and_4_to_1_within_the_budget():
     import numpy as np
 

@@ -60,6 +60,7 @@ WORKLOADS = {
 }
 QUICK = ("vision naflex-256 B=1", "vision naflex-256 B=8", "vision naflex-256 mixed B=8", "vision fixres-224 B=8", "text 8x64")
 ONNX = ("vision naflex-256 B=8", "vision naflex-256 mixed B=8", "vision fixres-224 B=8", "text 8x64")  # ONNX Runtime rows
+SETTLE = 0.25  # seconds of sleep before each timed call, so that no call pays for the last one's spinning threads (timing.py)
 ASPECTS = ((1, 4), (1, 3), (1, 2), (2, 3), (3, 2), (2, 1), (3, 1), (4, 1))  # height : width of the mixed batch
 LONG = ("naflex", "vision", 1, 4096)  # the bounded-memory check: ours only, peak RSS
 FORCED_BLAS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # a forced kernel / cache size: unset for the benchmark's run
@@ -429,7 +430,7 @@ def bench_workloads(names, paths, args, use_hf):
             calls.update(onnx_calls(hf[checkpoint], tower, data, args.onnx_dir, name, args.threads_used))
         if args.plain and name in QUICK:  # the plain path is slow: the small workloads only
             calls["plain"] = ours_call(plain[checkpoint], tower, data)
-        times = interleaved_times(calls, args.repeats)
+        times = interleaved_times(calls, args.repeats, settle=SETTLE)
         row = {"name": name, "gflop": gflop(gemms(tower, batch, n)), **{k: statistics.median(v) for k, v in times.items()}}
         row["gflops"] = row["gflop"] / row["ours"]
         row["ratio_floor"] = paired_ratio(times["ours"], times["floor"])

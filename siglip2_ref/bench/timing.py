@@ -21,8 +21,12 @@ def paired_ratio(a, b):
     return statistics.median(x / y for x, y in zip(a, b))
 
 
-def interleaved_times(calls, repeats):  # {name: fn} -> {name: [seconds per repeat]}
-    """One warm-up each, then `repeats` rounds (3 when a round takes over 10 s) running every call back to back."""
+def interleaved_times(calls, repeats, settle=0.0):  # {name: fn} -> {name: [seconds per repeat]}
+    """One warm-up each, then `repeats` rounds (3 when a round takes over 10 s) running every call back to back.
+
+    `settle` seconds of sleep before each timed call let the previous call's threads go idle: OpenBLAS's, OpenMP's
+    and ONNX Runtime's workers spin for a while after a call (OpenBLAS up to 2^28 cycles, about 0.1 s), and a call
+    that starts while another library's threads still spin on the same cores pays for them."""
     warm = time.perf_counter()
     for fn in calls.values():
         fn()
@@ -30,6 +34,7 @@ def interleaved_times(calls, repeats):  # {name: fn} -> {name: [seconds per repe
     times = {k: [] for k in calls}
     for _ in range(repeats):
         for k, fn in calls.items():
+            time.sleep(settle)
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
