@@ -1,0 +1,118 @@
+"""How low can ours/gemms go with NumPy? One base layer: the elementwise kernels of model/fast.py timed alone
+against the layer's matrix multiplies, each run the way the forward runs them.
+
+    python benchmarks/elementwise_floor.py                        # vision B=8 NaFlex-256: 2048 rows of 256 tokens
+    python benchmarks/elementwise_floor.py --rows 512 --tokens 64 # text 8 x 64
+
+`model/fast.py`'s rule (`row_workers`) decides how: with enough rows each worker takes its share through the
+products on one BLAS thread and the kernels on the same core, so both are timed on one core over one share; with
+fewer (text 8 x 64) the products run on BLAS's threads and the row kernels on one core between them (attention,
+and so the softmax, is shared by every worker either way). The kernels run
+on chunks that stay in L2, the products with weights that differ per layer (12 layers' worth, 340 MB, cycled, so
+they stream from memory as in a forward). The last line, the kernels' time over the products', is what the
+elementwise work costs when nothing else does (thread hand-offs, stem and head, Python, caches the two evict
+from each other): a lower bound on ours/gemms - 1 for this NumPy on this machine. Ufunc passes cannot go under
+it; only fused kernels could.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from siglip2_ref.backend import blas_thread_count  # noqa: E402
+from siglip2_ref.bench.timing import median_time  # noqa: E402
+from siglip2_ref.model import fast  # noqa: E402
+
+D, F, H, LAYERS = 768, 3072, 12, 12  # base size
+
+
+def kernels(R, N, rng):  # -> [(name, fn)]: one layer's elementwise work on R rows of R // N images, as fast.py runs it
+    x, y, t = (rng.standard_normal((R, D), dtype=np.float32) for _ in range(3))  # [R, D]
+    u, g = rng.standard_normal((R, F), dtype=np.float32), np.empty((fast.chunk_rows(F), F), np.float32)  # [R, F]
+    w, b, bf = rng.standard_normal(D, dtype=np.float32), rng.standard_normal(D, dtype=np.float32), rng.standard_normal(F, dtype=np.float32)
+    per_head = N * N * 4
+    hb = max(1, min(H, fast.SCORE_BYTES // per_head))  # heads per attention task (queries all N when one fits)
+    scores = rng.standard_normal((hb, N, N), dtype=np.float32)  # [hb, M, q]
+    ctx, out = rng.standard_normal((hb, N, D // H), dtype=np.float32), np.empty((hb, N, D // H), np.float32)  # [hb, q, K]
+
+    def layer_norms():  # LayerNorm 1 and 2
+        for _ in range(2):
+            for c in fast.chunks(R, D):
+                fast.layer_norm_into(x[c], w, b, 1e-6, out=y[c], tmp=t[c])
+
+    def bias_adds():  # q, k, v biases and q's scale; out_proj and fc2 biases and both residuals
+        for c in fast.chunks(R, D):
+            for _ in range(3):
+                y[c] += b
+            y[c] *= 0.125
+            for _ in range(2):
+                t[c] += b
+                x[c] += t[c]
+
+    def gelu():  # fc1's bias and the activation
+        for r in fast.chunks(R, F):
+            u[r] += bf
+            fast.gelu_tanh_(u[r], g[: r.stop - r.start])
+
+    def softmax():  # every attention task of R // N images: exp(s - max) and the division of weights v
+        for _ in range((R // N) * (H // hb)):
+            sums = fast.softmax_keys_first_(scores).transpose(0, 2, 1)  # [hb, q, 1]
+            np.divide(ctx, sums, out=out)
+
+    return [("LayerNorm x2", layer_norms), ("bias and residual adds", bias_adds), ("fc1 bias + GELU", gelu),
+            ("softmax + division", softmax)]  # fmt: skip
+
+
+def products(R, N, rng):  # -> fn: one layer's matrix multiplies on R rows, weights cycling over LAYERS layers
+    weights = [[rng.standard_normal(s, dtype=np.float32) for s in [(D, D)] * 4 + [(F, D), (D, F)]] for _ in range(LAYERS)]
+    x, o, u = rng.standard_normal((R, D), dtype=np.float32), np.empty((R, D), np.float32), np.empty((R, F), np.float32)
+    q = rng.standard_normal((R // N, H, N, D // H), dtype=np.float32)  # [B, H, N, K]
+    s, ctx = np.empty((H, N, N), np.float32), np.empty((H, N, D // H), np.float32)
+    layer = iter(range(1 << 30))
+
+    def run():
+        Wq, Wk, Wv, Wo, W1, W2 = weights[next(layer) % LAYERS]
+        for W in (Wq, Wk, Wv, Wo):
+            np.matmul(x, W.T, out=o)
+        np.matmul(x, W1.T, out=u)
+        np.matmul(u, W2.T, out=o)
+        for b in range(R // N):
+            np.matmul(q[b], q[b].transpose(0, 2, 1), out=s)  # q k^T
+            np.matmul(s, q[b], out=ctx)  # weights v
+
+    return run
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=2048, help="token rows of the batch (B x N)")
+    p.add_argument("--tokens", type=int, default=256, help="tokens per image (N)")
+    p.add_argument("--repeats", type=int, default=15)
+    args = p.parse_args(argv)
+    threads = blas_thread_count()
+    workers = fast.row_workers(args.rows, threads)
+    R, N = args.rows // workers, args.tokens  # one worker's share of the rows
+    rng = np.random.default_rng(0)
+    with threadpool_limits(1 if workers > 1 else threads, user_api="blas"):
+        gemm = median_time(products(R, N, rng), args.repeats, warmup=LAYERS)
+    with threadpool_limits(1, user_api="blas"):
+        rows = [(name, median_time(fn, args.repeats)) for name, fn in kernels(R, N, rng)]
+    if workers == 1:  # attention always runs on every worker: its share of the softmax is 1 / threads
+        rows = [(name, seconds / threads if name.startswith("softmax") else seconds) for name, seconds in rows]
+    how = f"each of {workers} workers' {R} rows on one core" if workers > 1 else f"products on {threads} BLAS threads, kernels on one"
+    print(f"{args.rows} rows of {N}-token images, one base layer ({how}): products {gemm * 1e3:.2f} ms\n")
+    print("| kernel | ms | of the products |\n|---|---|---|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds * 1e3:.2f} | {seconds / gemm:.1%} |")
+    total = sum(seconds for _, seconds in rows)
+    print(f"| all | {total * 1e3:.2f} | {total / gemm:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
