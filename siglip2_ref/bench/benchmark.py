@@ -5,7 +5,7 @@ embedding) with random weights in a temporary folder, no download, then times on
 same thread count: this package (fast path, and with --plain the readable path), transformers with SDPA
 attention when it is installed, and NumPy's matrix multiply alone on the workload's GEMM shapes (the
 "GEMM floor": what the workload would cost if everything but the matrix multiplies were free, with weights
-kept in cache) and on our encoder's own weights, cut as our forward cuts them ("gemms"). Peak RSS
+kept in cache) and on the tower's own weights, cut as our forward cuts them ("gemms"). Peak RSS
 is measured per workload in a fresh subprocess. docs/performance.md describes the method and the results.
 
 Long (about 600 lines) on purpose: one benchmark run (workloads, child processes, paired timing, the
