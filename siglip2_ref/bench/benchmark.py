@@ -30,7 +30,7 @@ import numpy as np
 
 from ..checkpoint.config import parse_config
 from ..checkpoint.weights import STORAGE_DTYPES, expected_shapes
-from .timing import interleaved_times, median_time, paired_ratio  # noqa: F401 (paired_ratio: tests call bench.paired_ratio)
+from .timing import SETTLE, interleaved_times, median_time, paired_ratio  # noqa: F401 (paired_ratio: tests call bench.paired_ratio)
 
 BASE_TEXT = dict(vocab_size=256000, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                  max_position_embeddings=64, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=768,
@@ -60,7 +60,6 @@ WORKLOADS = {
 }
 QUICK = ("vision naflex-256 B=1", "vision naflex-256 B=8", "vision naflex-256 mixed B=8", "vision fixres-224 B=8", "text 8x64")
 ONNX = ("vision naflex-256 B=8", "vision naflex-256 mixed B=8", "vision fixres-224 B=8", "text 8x64")  # ONNX Runtime rows
-SETTLE = 0.25  # seconds of sleep before each timed call, so that no call pays for the last one's spinning threads (timing.py)
 ASPECTS = ((1, 4), (1, 3), (1, 2), (2, 3), (3, 2), (2, 1), (3, 1), (4, 1))  # height : width of the mixed batch
 LONG = ("naflex", "vision", 1, 4096)  # the bounded-memory check: ours only, peak RSS
 FORCED_BLAS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # a forced kernel / cache size: unset for the benchmark's run
@@ -247,8 +246,7 @@ def own_gemms(model, tower, batch, n, threads, keys=None):
         for layer in layers:
             with single_threaded_blas if row_workers > 1 else nullcontext():
                 workers.run(lambda r, _: projections(layer, r), blocks, row_workers)
-            with single_threaded_blas:
-                workers.run(lambda b, _: attention(b), list(range(batch)), threads)
+                workers.run(lambda b, _: attention(b), list(range(batch)), row_workers)
         outer()
 
     return run

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..preprocess.images import ImageProcessor
-from .timing import interleaved_times, paired_ratio
+from .timing import SETTLE, interleaved_times, paired_ratio
 
 HUB = {"do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
        "rescale_factor": 1 / 255, "resample": 2}  # fmt: skip
@@ -87,7 +87,7 @@ def bench_preprocess(folder, repeats, use_hf, quick=False):
                 fns.update({f"hf {b}": fn for b, fn in transformers_processors(variant, cfg).items()})
             k = calls_per_repeat(fns["ours pil"], path)
             units = {name: (lambda fn=fn: [fn(path) for _ in range(k)]) for name, fn in fns.items()}
-            times = interleaved_times(units, repeats)
+            times = interleaved_times(units, repeats, settle=SETTLE)
             row = {"image": image_name, "setting": setting, "load_avg": os.getloadavg()[0]}
             row.update({name: k / statistics.median(t) for name, t in times.items()})  # images/s
             for b in BACKENDS:

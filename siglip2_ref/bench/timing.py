@@ -3,6 +3,8 @@
 import statistics
 import time
 
+SETTLE = 0.25  # seconds of sleep before each timed call: no call pays for the last one's spinning threads
+
 
 def median_time(fn, repeats, warmup=1):
     """Median wall time of fn() over `repeats` runs after `warmup` untimed ones."""
