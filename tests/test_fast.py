@@ -190,3 +190,17 @@ def test_load_model_picks_the_fast_path_only_for_numpy_float32_and_float64():
     assert isinstance(s2.load_model(folder, dtype="float64").run_encoder, FastEncoder)
     assert s2.load_model(folder, dtype="float16").run_encoder is encoder
     assert s2.load_model(folder, fast=False).run_encoder is encoder
+
+
+@pytest.mark.parametrize("each_rows, expected", [(3, 1), (2, 2)])
+def test_below_min_worker_rows_every_step_runs_on_one_thread(monkeypatch, each_rows, expected):
+    """Few rows: the row steps and the attention both run on the calling thread (BLAS's threads do the products),
+    never on the workers right after BLAS's threads; enough rows: every step on both workers, BLAS single-threaded."""
+    monkeypatch.setattr(fast, "MIN_WORKER_ROWS", each_rows)
+    layers, cfg = random_tower("float64", layers=2)
+    x = np.random.default_rng(7).standard_normal((1, 5, cfg.hidden_size))  # 5 rows, B = 1: steps with barriers
+    encode = FastEncoder(workers=2)
+    used, run = [], encode.workers.run
+    monkeypatch.setattr(encode.workers, "run", lambda fn, tasks, n=None: used.append(n) or run(fn, tasks, n))
+    assert_close(encode(x, None, layers, cfg)[0], encoder(x, None, layers, cfg)[0], "float64", f"{expected} workers")
+    assert used and set(used) == {expected}

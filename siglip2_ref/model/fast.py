@@ -13,7 +13,9 @@ proves the two agree. What differs, and why (docs/performance.md has the measure
 2. Blocks are shared by a small pool of threads while BLAS runs single-threaded. NumPy releases the GIL
    inside ufuncs and matmul, so the elementwise work, which plain NumPy runs on one core, uses all of them.
    When the images divide evenly among the workers, each worker takes its images through every layer with no
-   barrier; below MIN_WORKER_ROWS rows a worker, BLAS's own threads run the products instead.
+   barrier; below MIN_WORKER_ROWS rows a worker, one thread runs every step, its products on BLAS's own threads.
+   Never both at once: OpenBLAS's threads spin for up to about 0.1 s after a threaded product, and workers
+   started meanwhile share the cores with them (a GELU job on two workers took 1.3x as long right after one).
 3. Attention runs per (image, head group, query block), so the scores never exceed SCORE_BYTES per worker:
    memory grows linearly with the sequence length, not quadratically. Keys that are padding at the end of
    an image (NaFlex) are skipped: their weight is exactly 0 in the reference too.
@@ -37,7 +39,7 @@ from .quant import matmul_t  # x W^T into `out`; int8/int4 weights dequantized a
 BLOCK_ROWS = 1024  # most token rows per block: single-threaded GEMMs run faster the more rows share one packed weight
 CHUNK_ELEMENTS = 1 << 17  # values per elementwise pass (512 KiB of float32): a chunk and its scratch stay in L2
 SCORE_BYTES = 1 << 19  # one worker's attention scores (512 KiB: the L2 of a Zen 3 or Skylake core)
-MIN_WORKER_ROWS = 512  # fewer token rows a worker, and one worker runs the row steps with BLAS's own threads
+MIN_WORKER_ROWS = 256  # fewer token rows a worker, and one thread runs every step with BLAS's own threads
 
 
 # ---------------------------------------------------------------- in-place elementwise kernels on one chunk
@@ -181,7 +183,11 @@ def split_rows(T, workers):  # -> [slice]
 
 
 def row_workers(T, workers):  # -> how many workers share the row steps of T token rows
-    """All of them when each gets MIN_WORKER_ROWS rows or more, else one (which runs the products on BLAS's threads)."""
+    """All of them when each gets MIN_WORKER_ROWS rows or more, else one (which runs the products on BLAS's threads).
+
+    Measured on 2 cores, each forward starting on idle cores (docs/performance.md, "Threads"): text 8 x 64 (256 rows
+    a worker) 0.92x the time on the workers, vision B=2 NaFlex-256 0.94x; 128 rows a worker: text 4 x 64 0.96x
+    but vision B=1 1.10x, text 2 x 64 (64 rows) 1.07x."""
     return workers if T >= MIN_WORKER_ROWS * workers else 1
 
 
@@ -247,7 +253,7 @@ class FastEncoder:
         H, T = cfg.num_attention_heads, B * N
         h = np.array(x, order="C").reshape(T, D)  # [R, D], the residual stream, updated in place
         qkv, ctx = [np.empty((T, D), x.dtype) for _ in range(3)], np.empty((T, D), x.dtype)  # [R, D] each
-        n = row_workers(T, self.workers.n)  # workers sharing the row steps
+        n = row_workers(T, self.workers.n)  # workers sharing every step
         rows, tasks, keys = split_rows(T, n), attention_tasks(B, N, H, x.itemsize), key_ranges(bias, B, N)
         eps, act, scale = cfg.layer_norm_eps, cfg.hidden_act, (D // H) ** -0.5
 
@@ -279,7 +285,7 @@ class FastEncoder:
                 self.step(lambda r, s: rows_step(r, s, None, following), rows, n)
                 continue
             weights = np.zeros((B, H, N, N), x.dtype) if keep_attentions else None  # [B, H, N, N]
-            self.step(lambda task, s: attention_block(task, qkv, ctx, N, H, keys, weights, s), tasks, self.workers.n)
+            self.step(lambda task, s: attention_block(task, qkv, ctx, N, H, keys, weights, s), tasks, n)
             self.step(lambda r, s: rows_step(r, s, layer, following), rows, n)
             if keep_hidden:
                 hidden_states.append(h.reshape(B, N, D).copy())
