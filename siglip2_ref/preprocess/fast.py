@@ -234,26 +234,24 @@ def width_pass(hwc, w, resample):  # [h0, w0, 3] u8 (or pil_pixels.RowStrips) ->
 
 
 def height_pass(rows_first, h, resample):  # [h0, 3 w] u8 -> [h, 3 w] u8
-    """torchvision's vertical pass: each block of output rows is its band window times the input rows it reads."""
+    """torchvision's vertical pass: each block of output rows is its band window times the input rows it reads,
+    written into one accumulator; then one rounding shift for all of them (one call instead of one per block)."""
     H, M = rows_first.shape
     weights, precision, band, whole, fraction, blocks, bound, taps = plan_pass(H, h, resample)  # band [h, h0]
     out = np.empty((h, M), np.uint8)
+    acc = np.empty((M, h), np.float32)  # [3 w, out]: round_shift wants the outputs last
 
     def row_block(block, scratch):
         o0, o1, lo, hi = block
         src = scratch.get("src", (hi - lo, M), np.float32)  # [window, 3 w], converted here: blocks overlap little
         np.subtract(rows_first[lo:hi], np.float32(CENTRE), out=src)
-        acc = scratch.get("acc", (o1 - o0, M), np.float32)  # [out, 3 w]
-        np.matmul(band[o0:o1, lo:hi], src, out=acc)
+        np.matmul(band[o0:o1, lo:hi], src, out=acc.T[o0:o1])  # [out, 3 w]
 
-        def exact_sums(m, o):  # columns m and outputs o0 + o -> exact integer sums
-            o = o + o0
-            return (rows_first[taps[o], m[:, None]].astype(np.int64) * weights[o]).sum(axis=1)
-
-        outputs = slice(o0, o1)  # round_shift wants the outputs last: acc.T [3 w, out]
-        round_shift(acc.T, whole[outputs], fraction[outputs], bound[outputs], precision, exact_sums, out[outputs].T)
+    def exact_sums(m, o):  # columns m and outputs o -> exact integer sums
+        return (rows_first[taps[o], m[:, None]].astype(np.int64) * weights[o]).sum(axis=1)
 
     run_blocks(row_block, blocks, max(hi - lo for _, _, lo, hi in blocks) * M)
+    round_shift(acc, whole, fraction, bound, precision, exact_sums, out.T)
     return out
 
 
