@@ -6,16 +6,16 @@ against the layer's matrix multiplies, each run the way the forward runs them.
 
 `model/fast.py`'s rule (`row_workers`) decides how: with enough rows each worker takes its share through the
 products on one BLAS thread and the kernels on the same core, so both are timed on one core over one share; with
-fewer (text 8 x 64) the products run on BLAS's threads and the row kernels on one core between them (attention,
-and so the softmax, is shared by every worker either way). The kernels run
-on chunks that stay in L2, the products with weights that differ per layer (12 layers' worth, 340 MB, cycled, so
-they stream from memory as in a forward). The last line, the kernels' time over the products', is what the
+fewer (text 4 x 64, vision B=1) one thread runs every step: the products on BLAS's threads, the kernels and the
+softmax on one core between them. The kernels run on chunks that stay in L2, the products with weights that
+differ per layer (12 layers' worth, 340 MB, cycled, so they stream from memory as in a forward). The last line, the kernels' time over the products', is what the
 elementwise work costs when nothing else does (thread hand-offs, stem and head, Python, caches the two evict
 from each other): a lower bound on ours/gemms - 1 for this NumPy on this machine. Ufunc passes cannot go under
 it; only fused kernels could.
 """
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -74,10 +74,10 @@ def products(R, N, rng):  # -> fn: one layer's matrix multiplies on R rows, weig
     x, o, u = rng.standard_normal((R, D), dtype=np.float32), np.empty((R, D), np.float32), np.empty((R, F), np.float32)
     q = rng.standard_normal((R // N, H, N, D // H), dtype=np.float32)  # [B, H, N, K]
     s, ctx = np.empty((H, N, N), np.float32), np.empty((H, N, D // H), np.float32)
-    layer = iter(range(1 << 30))
+    layers = itertools.cycle(weights)
 
     def run():
-        Wq, Wk, Wv, Wo, W1, W2 = weights[next(layer) % LAYERS]
+        Wq, Wk, Wv, Wo, W1, W2 = next(layers)
         for W in (Wq, Wk, Wv, Wo):
             np.matmul(x, W.T, out=o)
         np.matmul(x, W1.T, out=u)
@@ -103,8 +103,6 @@ def main(argv=None):
         gemm = median_time(products(R, N, rng), args.repeats, warmup=LAYERS)
     with threadpool_limits(1, user_api="blas"):
         rows = [(name, median_time(fn, args.repeats)) for name, fn in kernels(R, N, rng)]
-    if workers == 1:  # attention always runs on every worker: its share of the softmax is 1 / threads
-        rows = [(name, seconds / threads if name.startswith("softmax") else seconds) for name, seconds in rows]
     how = f"each of {workers} workers' {R} rows on one core" if workers > 1 else f"products on {threads} BLAS threads, kernels on one"
     print(f"{args.rows} rows of {N}-token images, one base layer ({how}): products {gemm * 1e3:.2f} ms\n")
     print("| kernel | ms | of the products |\n|---|---|---|")

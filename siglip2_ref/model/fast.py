@@ -182,7 +182,7 @@ def split_rows(T, workers):  # -> [slice]
     return even_blocks(T, BLOCK_ROWS, workers)
 
 
-def row_workers(T, workers):  # -> how many workers share the row steps of T token rows
+def row_workers(T, workers):  # -> how many workers share the steps (rows and attention) of T token rows
     """All of them when each gets MIN_WORKER_ROWS rows or more, else one (which runs the products on BLAS's threads).
 
     Measured on 2 cores, each forward starting on idle cores (docs/performance.md, "Threads"): text 8 x 64 (256 rows
