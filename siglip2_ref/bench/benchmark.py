@@ -147,12 +147,17 @@ def inputs(checkpoint, tower, batch, n, layout="square", seed=0):
             "spatial_shapes": np.full((batch, 2), side, np.int64)}  # fmt: skip
 
 
+def encoder_gemms(batch, n, layers=12, D=768, F=3072, H=12):
+    """The base encoder's matrix multiplies as (count, batch, m, k, n), each shape `layers` times."""
+    T, L = batch * n, layers
+    return [(L, 1, T, D, 3 * D), (L, 1, T, D, D), (L, 1, T, D, F), (L, 1, T, F, D),  # q/k/v, out, fc1, fc2
+            (L, batch * H, n, D // H, n), (L, batch * H, n, n, D // H)]  # q k^T, weights v  # fmt: skip
+
+
 def gemms(tower, batch, n):
     """The matrix multiplies of one forward as (count, batch, m, k, n) with FLOP = 2*batch*m*k*n each."""
-    D, F, H, L = 768, 3072, 12, 12
-    T = batch * n
-    layer = [(L, 1, T, D, 3 * D), (L, 1, T, D, D), (L, 1, T, D, F), (L, 1, T, F, D),  # q/k/v, out, fc1, fc2
-             (L, batch * H, n, D // H, n), (L, batch * H, n, n, D // H)]  # q k^T, weights v  # fmt: skip
+    D, F, T = 768, 3072, batch * n
+    layer = encoder_gemms(batch, n)
     if tower == "text":
         return layer + [(1, 1, batch, D, D)]  # text head
     stem = [(1, 1, T, 3 * 16 * 16, D)]
