@@ -8,10 +8,10 @@ against the layer's matrix multiplies, each run the way the forward runs them.
 products on one BLAS thread and the kernels on the same core, so both are timed on one core over one share; with
 fewer (text 4 x 64, vision B=1) one thread runs every step: the products on BLAS's threads, the kernels and the
 softmax on one core between them. The kernels run on chunks that stay in L2, the products with weights that
-differ per layer (12 layers' worth, 340 MB, cycled, so they stream from memory as in a forward). The last line, the kernels' time over the products', is what the
-elementwise work costs when nothing else does (thread hand-offs, stem and head, Python, caches the two evict
-from each other): a lower bound on ours/gemms - 1 for this NumPy on this machine. Ufunc passes cannot go under
-it; only fused kernels could.
+differ per layer (12 layers' worth, 340 MB, cycled, so they stream from memory as in a forward). The last line,
+the kernels' time over the products', is what the elementwise work costs when nothing else does (thread
+hand-offs, stem and head, Python, caches the two evict from each other): a lower bound on ours/gemms - 1 for this
+NumPy on this machine. Ufunc passes cannot go under it; only fused kernels could.
 
 The second table bounds ours/floor the same way. The benchmark's GEMM floor (`bench.gemm_floor`) keeps one weight
 per shape in cache; a forward streams every layer's own weights. So the encoder's products are timed with 12
@@ -25,7 +25,6 @@ else would reach: a lower bound on ours/floor.
 import argparse
 import itertools
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from siglip2_ref.backend import Scratch, Workers, blas_thread_count, single_threaded_blas  # noqa: E402
+from siglip2_ref.backend import Scratch, Workers, blas_thread_count  # noqa: E402
 from siglip2_ref.bench.benchmark import encoder_gemms, gemm_floor  # noqa: E402
 from siglip2_ref.bench.timing import SETTLE, interleaved_times, median_time, paired_ratio  # noqa: E402
 from siglip2_ref.model import fast  # noqa: E402
@@ -163,9 +162,8 @@ def streamed_encoders(T, N, threads, rng):  # -> {(way, kind): fn}, Arrays, weig
 
     def way(parts, kind):
         def run():
-            with single_threaded_blas if len(parts) > 1 else nullcontext():
-                for W in weights:
-                    workers.run(lambda part, scratch: layer_products(W, arrays, part, (kind,), scratch), parts)
+            for W in weights:
+                workers.run_owning_cores(lambda part, scratch: layer_products(W, arrays, part, (kind,), scratch), parts, len(parts))
 
         return run
 

@@ -12,6 +12,7 @@ import itertools
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -177,3 +178,8 @@ class Workers:
         finally:
             for f in futures:
                 f.result()
+
+    def run_owning_cores(self, fn, tasks, n=None):
+        """`run`, with BLAS single-threaded when it asks for more than one worker: our threads replace BLAS's own."""
+        with single_threaded_blas if min(n or self.n, self.n) > 1 else nullcontext():
+            self.run(fn, tasks, n)

@@ -131,3 +131,17 @@ def test_even_blocks_cover_the_range_in_even_shares():
         assert all(0 < b.stop - b.start <= most for b in blocks)
         if total >= 2 * workers:
             assert len(blocks) % workers == 0, (total, most, workers, len(blocks))
+
+
+def test_run_owning_cores_makes_blas_single_threaded_only_for_several_workers():
+    from threadpoolctl import threadpool_info
+
+    from siglip2_ref.backend import Workers
+
+    blas_threads = lambda: max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")  # noqa: E731
+    workers, seen = Workers(2), []
+    before = blas_threads()
+    workers.run_owning_cores(lambda task, _: seen.append((task, blas_threads())), [0, 1], 2)
+    workers.run_owning_cores(lambda task, _: seen.append((task, blas_threads())), [2], 1)
+    assert sorted(seen) == [(0, 1), (1, 1), (2, before)]
+    assert blas_threads() == before

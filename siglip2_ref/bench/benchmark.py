@@ -217,9 +217,7 @@ def own_gemms(model, tower, batch, n, threads, keys=None):
     in cache), the rows cut as model/fast.py cuts them, q k^T and weights v per image over its `keys` [B] (default n:
     no padding), and the stem and head products outside the encoder (`outer_gemms`). ours / this = 1 + what
     everything that is not a matrix multiply costs."""
-    from contextlib import nullcontext
-
-    from ..backend import Workers, single_threaded_blas
+    from ..backend import Workers
     from ..model import fast
     from ..model.quant import matmul_t
 
@@ -249,9 +247,8 @@ def own_gemms(model, tower, batch, n, threads, keys=None):
 
     def run():
         for layer in layers:
-            with single_threaded_blas if row_workers > 1 else nullcontext():
-                workers.run(lambda r, _: projections(layer, r), blocks, row_workers)
-                workers.run(lambda b, _: attention(b), list(range(batch)), row_workers)
+            workers.run_owning_cores(lambda r, _: projections(layer, r), blocks, row_workers)
+            workers.run_owning_cores(lambda b, _: attention(b), list(range(batch)), row_workers)
         outer()
 
     return run

@@ -27,11 +27,10 @@ NumPy only, float32 and float64: anything else (CuPy arrays, float16) goes to `l
 """
 
 import threading
-from contextlib import nullcontext
 
 import numpy as np
 
-from ..backend import Workers, blas_thread_count, even_blocks, single_threaded_blas  # one worker without threadpoolctl
+from ..backend import Workers, blas_thread_count, even_blocks  # one worker without threadpoolctl
 from ..checkpoint.config import GELU_TANH_NAMES
 from .layers import ACTIVATIONS, SQRT_2_OVER_PI, encoder
 from .quant import matmul_t  # x W^T into `out`; int8/int4 weights dequantized a block of rows at a time
@@ -243,11 +242,6 @@ class FastEncoder:
         with self.lock:
             return self.run(x, bias, layers, cfg, keep_hidden, keep_attentions)
 
-    def step(self, fn, tasks, n):
-        """fn(task, scratch) for every task on n workers; with more than one, our threads replace BLAS's own."""
-        with single_threaded_blas if n > 1 else nullcontext():
-            self.workers.run(fn, tasks, n)
-
     def run(self, x, bias, layers, cfg, keep_hidden, keep_attentions):  # [B, N, D] -> [B, N, D], tuples
         B, N, D = x.shape
         H, T = cfg.num_attention_heads, B * N
@@ -278,15 +272,15 @@ class FastEncoder:
                     for r in blocks:
                         rows_step(r, s, layer, following)
 
-            self.step(images_through_every_layer, list(range(n)), n)
+            self.workers.run_owning_cores(images_through_every_layer, list(range(n)), n)
             return h.reshape(B, N, D), None, None
         for layer, following in steps:
             if layer is None:  # the first step: the first layer's q, k, v
-                self.step(lambda r, s: rows_step(r, s, None, following), rows, n)
+                self.workers.run_owning_cores(lambda r, s: rows_step(r, s, None, following), rows, n)
                 continue
             weights = np.zeros((B, H, N, N), x.dtype) if keep_attentions else None  # [B, H, N, N]
-            self.step(lambda task, s: attention_block(task, qkv, ctx, N, H, keys, weights, s), tasks, n)
-            self.step(lambda r, s: rows_step(r, s, layer, following), rows, n)
+            self.workers.run_owning_cores(lambda task, s: attention_block(task, qkv, ctx, N, H, keys, weights, s), tasks, n)
+            self.workers.run_owning_cores(lambda r, s: rows_step(r, s, layer, following), rows, n)
             if keep_hidden:
                 hidden_states.append(h.reshape(B, N, D).copy())
             if keep_attentions:
